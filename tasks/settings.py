@@ -1,0 +1,142 @@
+"""One settings object, read from the environment in one place.
+
+Every process (API, worker, beat, CLI) calls :func:`get_settings`; tests call :func:`reset_settings` after they
+change the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from tasks.errors import ConfigError
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _hosts(raw: str) -> tuple[str, ...]:
+    return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    secret_key: str | None = None
+    dev: bool = False
+    admin_token: str | None = None
+    media_hosts: tuple[str, ...] = ("api.twilio.com",)
+    max_concurrent: int = 5
+    lease_seconds: int = 120
+    dedup_seconds: int = 1800
+    max_attempts: int = 5
+    # Seconds a slot handed to a parked job stays reserved before its task claims it; if the hand-off message
+    # is lost, the reservation expires and the sweeper hands the slot on.
+    reservation_seconds: int = 30
+    # A job still `queued` this long after its message was sent (and not parked) is dispatched again.
+    queued_deadline_seconds: int = 300
+    # First retry delay; doubles each attempt, capped by retry_backoff_max.
+    retry_backoff_seconds: float = 2.0
+    retry_backoff_max_seconds: float = 300.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_media_bytes: int = 512 * 1024 * 1024
+    stream_token_seconds: int = 3600
+    twilio_account_sid: str | None = None
+    twilio_api_key: str | None = None
+    twilio_api_secret: str | None = None
+    twilio_auth_token: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "recplay.db"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    def signing_key(self) -> str:
+        """The key that signs access tokens.
+
+        Raises:
+            ConfigError: when no key is set and development mode is off.
+        """
+        if self.secret_key:
+            return self.secret_key
+        if self.dev:
+            return "recplay-dev-secret-key-not-for-production"
+        raise ConfigError("RECPLAY_SECRET_KEY is not set (set RECPLAY_DEV=1 for a development key)")
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment (no caching)."""
+    data_dir = Path(os.environ.get("RECPLAY_DATA_DIR", "./var")).expanduser()
+    database_url = os.environ.get("DATABASE_URL", "").strip() or f"sqlite:///{(data_dir / 'recplay.db').absolute()}"
+    return Settings(
+        redis_url=os.environ.get("REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
+        data_dir=data_dir,
+        database_url=database_url,
+        secret_key=os.environ.get("RECPLAY_SECRET_KEY") or None,
+        dev=_flag("RECPLAY_DEV"),
+        admin_token=os.environ.get("RECPLAY_ADMIN_TOKEN") or None,
+        media_hosts=_hosts(os.environ.get("RECPLAY_MEDIA_HOSTS", "api.twilio.com")),
+        max_concurrent=_int("RECPLAY_MAX_CONCURRENT", 5, minimum=1),
+        lease_seconds=_int("RECPLAY_LEASE_SECONDS", 120, minimum=1),
+        dedup_seconds=_int("RECPLAY_DEDUP_SECONDS", 1800),
+        max_attempts=_int("RECPLAY_MAX_ATTEMPTS", 5, minimum=1),
+        reservation_seconds=_int("RECPLAY_RESERVATION_SECONDS", 30, minimum=1),
+        queued_deadline_seconds=_int("RECPLAY_QUEUED_DEADLINE_SECONDS", 300, minimum=1),
+        retry_backoff_seconds=_float("RECPLAY_RETRY_BACKOFF_SECONDS", 2.0),
+        retry_backoff_max_seconds=_float("RECPLAY_RETRY_BACKOFF_MAX_SECONDS", 300.0),
+        connect_timeout=_float("RECPLAY_CONNECT_TIMEOUT", 10.0, minimum=0.1),
+        read_timeout=_float("RECPLAY_READ_TIMEOUT", 60.0, minimum=0.1),
+        max_media_bytes=_int("RECPLAY_MAX_MEDIA_BYTES", 512 * 1024 * 1024, minimum=1),
+        stream_token_seconds=_int("RECPLAY_STREAM_TOKEN_SECONDS", 3600, minimum=10),
+        twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID") or None,
+        twilio_api_key=os.environ.get("TWILIO_API_KEY") or None,
+        twilio_api_secret=os.environ.get("TWILIO_API_SECRET") or None,
+        twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN") or None,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests change the environment)."""
+    get_settings.cache_clear()
