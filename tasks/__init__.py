@@ -8,7 +8,7 @@ from __future__ import annotations
 from celery import Celery
 
 # The task modules register themselves on import; workers and beat import them through ``include``.
-app = Celery("recplay", include=["tasks.download", "tasks.sweeper"])
+app = Celery("recplay", include=["tasks.download", "tasks.sweeper", "tasks.signals"])
 app.config_from_object("celeryconfig")
 
 __all__ = ["app"]

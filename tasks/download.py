@@ -6,11 +6,12 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import redis
 from celery import Task
 
-from tasks import app, keys, metrics
+from tasks import app, keys, metrics, signals
 from tasks.catalog import Catalog
 from tasks.dispatch import MESSAGE_VERSION, send_download, send_handed
 from tasks.errors import LeaseLost, ProviderError
@@ -77,7 +78,14 @@ def backoff_seconds(settings: Settings, attempts: int, retry_after: float | None
 
 @dataclass
 class Attempt:
-    """One run of the download task for one job."""
+    """One run of the download task for one job.
+
+    The lifecycle: acquire a slot (or park, or drop a stale message); while the slot is held it is recorded in
+    :mod:`tasks.signals`, so that Celery's signals give it up if this code never reaches its ``finally``; a
+    heartbeat renews the lease while the download runs; then one compare-and-set on the fence decides whether
+    the result is the job's, before anything is written where readers look. Every exit releases the slot and
+    passes it to the next parked job.
+    """
 
     business_id: str
     call_sid: str
@@ -85,73 +93,104 @@ class Attempt:
     worker: str
     settings: Settings
 
+    @property
+    def ctx(self) -> str:
+        return f"business_id={self.business_id} call_sid={self.call_sid} task_id={self.task_id}"
+
     def run(self) -> str:
         client = get_redis()
         slots = BusinessSlots(client, self.business_id, self.settings)
         with slot(slots, self.call_sid, self.task_id, self.worker, send_handed) as got:
             if isinstance(got, Parked):
-                log.info("parked business_id=%s call_sid=%s task_id=%s position=%s",
-                         self.business_id, self.call_sid, self.task_id, got.position)
+                log.info("parked %s position=%s", self.ctx, got.position)
                 return "parked"
             if not isinstance(got, Acquired):
-                log.info("dropped stale message business_id=%s call_sid=%s task_id=%s reason=%s",
-                         self.business_id, self.call_sid, self.task_id, got.reason)
+                log.info("dropped stale message %s reason=%s", self.ctx, got.reason)
                 return "stale"
-            return self._download(slots, got)
+            with signals.holding(self.task_id, self.business_id, self.call_sid, got.fence):
+                return self._attempt(slots, got)
 
-    def _download(self, slots: BusinessSlots, got: Acquired) -> str:
+    def _attempt(self, slots: BusinessSlots, got: Acquired) -> str:
+        state = _AttemptState()
+        try:
+            return self._download(slots, got, state)
+        except Exception as exc:
+            # Anything unforeseen (database down, disk full, a bug) is a failed attempt like a provider error:
+            # the job is retried with backoff, or failed after its last attempt. It never waits for a sweep.
+            log.exception("attempt failed unexpectedly %s attempt=%s", self.ctx, got.attempts)
+            error = ProviderError(f"internal error: {type(exc).__name__}: {exc}", permanent=False)
+            return self._failed_attempt(slots, got, state.recording_id, error, self.ctx, state.seconds(),
+                                        reopen=state.claimed)
+
+    def _download(self, slots: BusinessSlots, got: Acquired, state: _AttemptState) -> str:
         client, settings = slots.client, self.settings
         catalog, store = Catalog(settings), MediaStore(settings.media_dir)
-        ctx = f"business_id={self.business_id} call_sid={self.call_sid} task_id={self.task_id} attempt={got.attempts}"
+        ctx = f"{self.ctx} attempt={got.attempts}"
         rec = catalog.get(self.business_id, self.call_sid)
         job_recording = client.hget(keys.job(self.business_id, self.call_sid), "recording_id")
         if rec is None or str(rec.id) != job_recording:
             finish_job(client, settings, self.business_id, self.call_sid, got.fence, "cancel")
             log.info("recording gone, job cancelled %s", ctx)
             return "cancelled"
+        state.recording_id = rec.id
         if rec.state == "ready" and store.exists(rec.file_path):
             finish_job(client, settings, self.business_id, self.call_sid, got.fence, "ready")
             log.info("already stored, not downloaded again %s", ctx)
             return "ready"
 
         log.info("downloading %s", ctx)
-        started = time.monotonic()
+        beat = Heartbeat(slots, self.call_sid, got.fence)
         partial = store.open_partial(self.business_id, self.call_sid)
         try:
-            with Heartbeat(slots, self.call_sid, got.fence) as beat:
+            with beat:
                 written = _fetcher(settings).fetch(rec.media_url, partial, stop=beat.lost)
-            # Our lease must still be ours when we store: a reclaimed attempt never overwrites a newer one.
-            if beat.lost.is_set() or not slots.renew(self.call_sid, got.fence):
-                raise LeaseLost("slot lease lost before the result was stored")
+            if beat.lost.is_set():
+                raise LeaseLost("slot lease lost during the download")
         except LeaseLost:
             partial.discard()
-            metrics.count_download(client, "lease_lost", time.monotonic() - started)
-            log.warning("result discarded, lease lost %s", ctx)
-            return "lease_lost"
+            return self._lease_lost(client, ctx, state)
         except ProviderError as exc:
             partial.discard()
-            return self._failed_attempt(slots, got, rec.id, exc, ctx, time.monotonic() - started)
+            if beat.lost.is_set():
+                return self._lease_lost(client, ctx, state)  # cut off, or failed after losing the slot
+            return self._failed_attempt(slots, got, rec.id, exc, ctx, state.seconds())
         except BaseException:
             partial.discard()
             raise
 
-        rel = store.commit(written, self.business_id, self.call_sid, rec.id)
+        # The compare-and-set on the fence: only the job's current attempt gets past it, and once it has, the
+        # job is finished and no other attempt can start. A paused or reclaimed attempt that wakes up late
+        # fails here and never writes over the result of the attempt that replaced it.
+        if not finish_job(client, settings, self.business_id, self.call_sid, got.fence, "ready"):
+            partial.discard()
+            return self._lease_lost(client, ctx, state)
+        state.claimed = True
+        try:
+            rel = store.commit(written, self.business_id, self.call_sid, rec.id)
+        except BaseException:
+            partial.discard()
+            raise
         if not catalog.mark_ready(rec.id, size_bytes=written.size_bytes, content_type=written.content_type,
                                   sha256=written.sha256, file_path=rel, attempts=got.attempts):
             store.delete(rel)
-            finish_job(client, settings, self.business_id, self.call_sid, got.fence, "cancel")
+            finish_job(client, settings, self.business_id, self.call_sid, got.fence, "cancel", reopen=True)
             log.info("recording deleted during the download, result discarded %s", ctx)
             return "cancelled"
-        finish_job(client, settings, self.business_id, self.call_sid, got.fence, "ready")
-        metrics.count_download(client, "ready", time.monotonic() - started)
-        log.info("ready %s bytes=%s seconds=%.3f", ctx, written.size_bytes, time.monotonic() - started)
+        metrics.count_download(client, "ready", state.seconds())
+        log.info("ready %s bytes=%s seconds=%.3f", ctx, written.size_bytes, state.seconds())
         return "ready"
 
-    def _failed_attempt(self, slots: BusinessSlots, got: Acquired, recording_id: int, exc: ProviderError,
-                        ctx: str, seconds: float) -> str:
+    def _lease_lost(self, client: redis.Redis, ctx: str, state: _AttemptState) -> str:
+        metrics.count_download(client, "lease_lost", state.seconds())
+        log.warning("result discarded: the slot was reclaimed and the job moved on %s", ctx)
+        return "lease_lost"
+
+    def _failed_attempt(self, slots: BusinessSlots, got: Acquired, recording_id: int | None, exc: ProviderError,
+                        ctx: str, seconds: float, reopen: bool = False) -> str:
         client, settings = slots.client, self.settings
         if exc.permanent or got.attempts >= settings.max_attempts:
-            if finish_job(client, settings, self.business_id, self.call_sid, got.fence, "failed", error=str(exc)):
+            if finish_job(client, settings, self.business_id, self.call_sid, got.fence, "failed", error=str(exc),
+                          reopen=reopen) and recording_id is not None:
                 Catalog(settings).mark_failed(recording_id, str(exc), got.attempts)
             metrics.count_download(client, "failed", seconds)
             log.warning("failed %s error=%s", ctx, exc)
@@ -159,11 +198,23 @@ class Attempt:
         delay = backoff_seconds(settings, got.attempts, exc.retry_after)
         task_id = new_task_id()
         if finish_job(client, settings, self.business_id, self.call_sid, got.fence, "retry", error=str(exc),
-                      retry_task_id=task_id, retry_in_seconds=delay):
+                      retry_task_id=task_id, retry_in_seconds=delay, reopen=reopen):
             send_download(self.business_id, self.call_sid, task_id, countdown=delay)
         metrics.count_download(client, "retried", seconds)
         log.warning("attempt failed, retry in %.1fs %s error=%s", delay, ctx, exc)
         return "retry"
+
+
+@dataclass
+class _AttemptState:
+    """What an attempt has done so far, for the error path."""
+
+    started: float = field(default_factory=time.monotonic)
+    recording_id: int | None = None
+    claimed: bool = False  # the job was marked ready by this attempt (its result must be stored or reopened)
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
 
 
 @app.task(name="tasks.download", bind=True, acks_late=True, ignore_result=True)

@@ -108,12 +108,18 @@ def finish_job(
     error: str = "",
     retry_task_id: str = "",
     retry_in_seconds: float = 0.0,
+    reopen: bool = False,
 ) -> bool:
-    """Record an attempt's outcome if the attempt still owns the job; False means discard its result."""
+    """Record an attempt's outcome if the attempt still owns the job; False means discard its result.
+
+    ``reopen`` lets the attempt that marked the job ready turn that into a retry or a failure, when it could not
+    store the result it had claimed.
+    """
     overdue_ms = int((retry_in_seconds + settings.queued_deadline_seconds) * 1000)
     reply = script(client, "finish")(
         keys=_job_keys(business_id, call_sid),
-        args=[call_sid, fence, outcome, error[:500], retry_task_id, overdue_ms, finished_ttl_ms(settings)],
+        args=[call_sid, fence, outcome, error[:500], retry_task_id, overdue_ms, finished_ttl_ms(settings),
+              "1" if reopen else "0"],
     )
     return bool(reply == "ok")
 

@@ -31,7 +31,7 @@ if not fence then
     redis.call('HSET', job_key, 'parked', '1')
     return {'parked', redis.call('LPOS', KEYS[3], call_sid)}
   end
-  fence = redis.call('INCR', KEYS[4])
+  fence = next_fence(now)
 end
 
 redis.call('ZADD', KEYS[1], now + lease_ms, call_sid)

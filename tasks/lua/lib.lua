@@ -24,15 +24,52 @@ local function parse_info(info)
   return fence, task_id, worker
 end
 
--- Expired leases stop counting: drop them. Their jobs stay `processing` with no holder, which the sweeper
--- sees and requeues. Returns how many were dropped.
+-- The next fence of this business. A missing counter starts from Redis TIME (seconds * 10000), so a Redis that
+-- lost its data (flushed, or restarted empty) never hands out a fence that an attempt from before the loss may
+-- still hold: fences only grow, as long as a business takes fewer than 10000 slots a second on average. The
+-- values stay below 1e14, so Lua prints them as plain integers.
+local function next_fence(now)
+  if redis.call('EXISTS', KEYS[4]) == 0 then
+    redis.call('SET', KEYS[4], string.format('%d', math.floor(now / 1000) * 10000))
+  end
+  return redis.call('INCR', KEYS[4])
+end
+
+-- The job hash of call_sid: its key is the holders key with "holders" replaced by "job:" .. call_sid.
+local function job_key_of(call_sid)
+  return string.sub(KEYS[1], 1, -8) .. 'job:' .. call_sid
+end
+
+-- Expired leases stop counting: drop them. The job of an expired running attempt stays `processing` with no
+-- holder, which the sweeper sees and requeues. An expired reservation means the hand-off message was lost (or
+-- is very late): its job goes back to the head of the parked list, to be handed the next free slot with a new
+-- task id (the late message, if it comes, is then stale).
+-- Returns (leases dropped, reservations re-parked).
 local function drop_expired(now)
   local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-  for _, call_sid in ipairs(expired) do
+  local leases, reparked = 0, 0
+  for i = #expired, 1, -1 do
+    local call_sid = expired[i]
+    local info = redis.call('HGET', KEYS[2], call_sid)
     redis.call('ZREM', KEYS[1], call_sid)
     redis.call('HDEL', KEYS[2], call_sid)
+    local reservation = false
+    if info then
+      local _, task_id, worker = parse_info(info)
+      if worker == '' then
+        local job_key = job_key_of(call_sid)
+        local job = redis.call('HMGET', job_key, 'status', 'task_id')
+        if job[1] == 'queued' and job[2] == task_id then
+          reservation = true
+          redis.call('LREM', KEYS[3], 0, call_sid)
+          redis.call('LPUSH', KEYS[3], call_sid)
+          redis.call('HSET', job_key, 'parked', '1')
+        end
+      end
+    end
+    if reservation then reparked = reparked + 1 else leases = leases + 1 end
   end
-  return #expired
+  return leases, reparked
 end
 
 -- Hand free slots to parked jobs: each gets a short reservation lease and a new task id; the caller sends a
@@ -48,7 +85,7 @@ local function hand_off(now, default_limit, job_prefix, reservation_ms, deadline
     -- A parked job may have been deleted or purged meanwhile: skip it without spending a slot.
     if redis.call('HGET', job_key, 'status') == 'queued' and redis.call('HGET', job_key, 'parked') == '1' then
       local task_id = task_prefix .. '.' .. (#handed / 2 + 1)
-      local fence = redis.call('INCR', KEYS[4])
+      local fence = next_fence(now)
       redis.call('ZADD', KEYS[1], now + reservation_ms, call_sid)
       redis.call('HSET', KEYS[2], call_sid, fence .. '|' .. task_id .. '|')
       redis.call('HSET', job_key, 'task_id', task_id, 'parked', '0', 'queued_at', now,

@@ -1,5 +1,5 @@
 -- sweep.lua: one business's recovery pass. Idempotent: two sweepers at once only repeat each other's no-ops.
---   * drop expired leases (crashed or stalled workers);
+--   * drop expired leases (crashed or stalled workers) and re-park jobs whose reservation expired (lost hand-off);
 --   * requeue jobs left `processing` without their slot, with a new attempt (or fail them past max attempts);
 --   * re-dispatch `queued` jobs whose message is overdue (lost hand-off, lost message, flushed broker);
 --   * re-park parked jobs missing from the parked list;
@@ -7,12 +7,12 @@
 -- KEYS: as lib.lua.
 -- ARGV[1] default limit   ARGV[2] job key prefix   ARGV[3] reservation in ms   ARGV[4] dispatch deadline in ms
 -- ARGV[5] max attempts   ARGV[6] task id prefix   ARGV[7] ms to keep a finished job
--- Returns JSON {"reclaimed": n, "dispatch": [[call_sid, task_id], ...], "failed": [call_sid, ...]}.
+-- Returns JSON {"reclaimed": n, "reparked": n, "dispatch": [[call_sid, task_id], ...], "failed": [call_sid, ...]}.
 local default_limit, job_prefix = ARGV[1], ARGV[2]
 local reservation_ms, deadline_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local max_attempts, task_prefix, keep_ms = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 local now = now_ms()
-local reclaimed = drop_expired(now)
+local reclaimed, reparked = drop_expired(now)
 local dispatch, failed = {}, {}
 local serial = 0
 local function new_task_id()
@@ -63,4 +63,4 @@ end
 
 local handed = hand_off(now, default_limit, job_prefix, reservation_ms, deadline_ms, task_prefix .. '.h')
 for i = 1, #handed, 2 do table.insert(dispatch, {handed[i], handed[i + 1]}) end
-return cjson.encode({reclaimed = reclaimed, dispatch = dispatch, failed = failed})
+return cjson.encode({reclaimed = reclaimed, reparked = reparked, dispatch = dispatch, failed = failed})
