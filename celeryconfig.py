@@ -8,38 +8,55 @@ from __future__ import annotations
 
 import os
 
+from kombu import Queue
+
 from tasks.settings import get_settings
 
 _settings = get_settings()
 
 broker_url = _settings.redis_url
 broker_connection_retry_on_startup = True
-# Redis redelivers an unacked message after this long. Keep it above the longest download; recovery of crashed
-# work never waits for it (the sweeper requeues on lease expiry and the late redelivery is dropped as stale).
+# Workers, beat and producers reconnect on their own when Redis goes away; keep retrying for a long outage.
+broker_connection_max_retries = None
+# Redis redelivers an unacked message after this long. Keep it above the longest download (a download renews its
+# lease while bytes flow, so its length is only bounded by the media size and the provider's pace); recovery of
+# crashed work never waits for it: the sweeper requeues a job as soon as its lease runs out, with a new task id,
+# and the late redelivery of the old message is dropped as stale by acquire.lua's task_id check.
 broker_transport_options = {"visibility_timeout": int(os.environ.get("RECPLAY_VISIBILITY_TIMEOUT", "7200"))}
 
 task_ignore_result = True
 result_backend = None
+# Ack after the task ran, and give the message back when the process running it dies (a pool child killed):
+# a message is never lost to a crash, and every redelivery is checked against the job's current task id.
 task_acks_late = True
 task_reject_on_worker_lost = True
 task_serializer = "json"
 accept_content = ["json"]
 task_default_queue = "recplay"
+# Sweeps have their own queue, so that a backlog of download messages never delays recovery.
+task_queues = (Queue("recplay"), Queue("recplay-sweep"))
+task_routes = {"tasks.sweep": {"queue": "recplay-sweep"}}
 task_track_started = True
 
 # Downloads are I/O bound: threads serve them better than prefork. Override with --pool/--concurrency.
 worker_pool = os.environ.get("RECPLAY_WORKER_POOL", "threads")
 worker_concurrency = int(os.environ.get("RECPLAY_WORKER_CONCURRENCY", "16"))
+# Take a message only when a thread is free to run it: a message never waits inside a worker that may die, it
+# waits in Redis where any worker can take it.
 worker_prefetch_multiplier = 1
+worker_disable_prefetch = True
 worker_send_task_events = True
 task_send_sent_event = True
 worker_hijack_root_logger = False
+# On a lost broker connection Celery cancels running acks_late tasks (a threads pool cannot, and goes on);
+# either way the download's lease and fence keep the job safe.
 worker_cancel_long_running_tasks_on_connection_loss = True
 
 beat_schedule = {
     "sweep": {
         "task": "tasks.sweep",
-        "schedule": float(os.environ.get("RECPLAY_SWEEP_SECONDS", "5")),
-        "options": {"expires": 30},
+        "schedule": _settings.sweep_seconds,
+        # A sweep that could not run within a few periods is replaced by the next one.
+        "options": {"expires": max(10.0, 3 * _settings.sweep_seconds)},
     },
 }

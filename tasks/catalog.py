@@ -220,10 +220,12 @@ class Catalog:
             s.execute(delete(Recording).where(Recording.id == rec.id))
             return row
 
-    def wanted(self, limit: int = 500) -> list[RecordingRow]:
-        """Recordings someone asked for that are not ready or failed yet (the sweeper re-requests lost ones)."""
+    def wanted(self, limit: int = 500, after_id: int = 0) -> list[RecordingRow]:
+        """Recordings someone asked for that are not ready or failed yet (the sweeper re-requests lost ones),
+        in id order from ``after_id`` (the last id of the previous page)."""
         with Session(self.engine) as s:
-            q = select(Recording).where(Recording.state == WANTED).order_by(Recording.id).limit(limit)
+            q = (select(Recording).where(Recording.state == WANTED, Recording.id > after_id)
+                 .order_by(Recording.id).limit(limit))
             return [RecordingRow.of(r) for r in s.scalars(q)]
 
     def ping(self) -> None:

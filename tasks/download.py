@@ -148,11 +148,11 @@ class Attempt:
                 raise LeaseLost("slot lease lost during the download")
         except LeaseLost:
             partial.discard()
-            return self._lease_lost(client, ctx, state)
+            return self._lease_lost(client, ctx, state.seconds())
         except ProviderError as exc:
             partial.discard()
             if beat.lost.is_set():
-                return self._lease_lost(client, ctx, state)  # cut off, or failed after losing the slot
+                return self._lease_lost(client, ctx, state.seconds())  # cut off, or failed after losing the slot
             return self._failed_attempt(slots, got, rec.id, exc, ctx, state.seconds())
         except BaseException:
             partial.discard()
@@ -163,7 +163,7 @@ class Attempt:
         # fails here and never writes over the result of the attempt that replaced it.
         if not finish_job(client, settings, self.business_id, self.call_sid, got.fence, "ready"):
             partial.discard()
-            return self._lease_lost(client, ctx, state)
+            return self._lease_lost(client, ctx, state.seconds())
         state.claimed = True
         try:
             rel = store.commit(written, self.business_id, self.call_sid, rec.id)
@@ -180,8 +180,8 @@ class Attempt:
         log.info("ready %s bytes=%s seconds=%.3f", ctx, written.size_bytes, state.seconds())
         return "ready"
 
-    def _lease_lost(self, client: redis.Redis, ctx: str, state: _AttemptState) -> str:
-        metrics.count_download(client, "lease_lost", state.seconds())
+    def _lease_lost(self, client: redis.Redis, ctx: str, seconds: float) -> str:
+        metrics.count_download(client, "lease_lost", seconds)
         log.warning("result discarded: the slot was reclaimed and the job moved on %s", ctx)
         return "lease_lost"
 
@@ -189,17 +189,20 @@ class Attempt:
                         ctx: str, seconds: float, reopen: bool = False) -> str:
         client, settings = slots.client, self.settings
         if exc.permanent or got.attempts >= settings.max_attempts:
-            if finish_job(client, settings, self.business_id, self.call_sid, got.fence, "failed", error=str(exc),
-                          reopen=reopen) and recording_id is not None:
+            if not finish_job(client, settings, self.business_id, self.call_sid, got.fence, "failed",
+                              error=str(exc), reopen=reopen):
+                return self._lease_lost(client, ctx, seconds)
+            if recording_id is not None:
                 Catalog(settings).mark_failed(recording_id, str(exc), got.attempts)
             metrics.count_download(client, "failed", seconds)
             log.warning("failed %s error=%s", ctx, exc)
             return "failed"
         delay = backoff_seconds(settings, got.attempts, exc.retry_after)
         task_id = new_task_id()
-        if finish_job(client, settings, self.business_id, self.call_sid, got.fence, "retry", error=str(exc),
-                      retry_task_id=task_id, retry_in_seconds=delay, reopen=reopen):
-            send_download(self.business_id, self.call_sid, task_id, countdown=delay)
+        if not finish_job(client, settings, self.business_id, self.call_sid, got.fence, "retry", error=str(exc),
+                          retry_task_id=task_id, retry_in_seconds=delay, reopen=reopen):
+            return self._lease_lost(client, ctx, seconds)
+        send_download(self.business_id, self.call_sid, task_id, countdown=delay)
         metrics.count_download(client, "retried", seconds)
         log.warning("attempt failed, retry in %.1fs %s error=%s", delay, ctx, exc)
         return "retry"

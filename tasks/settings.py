@@ -66,6 +66,8 @@ class Settings:
     reservation_seconds: int = 30
     # A job still `queued` this long after its message was sent (and not parked) is dispatched again.
     queued_deadline_seconds: int = 300
+    # How often beat runs the sweeper (tasks.sweep).
+    sweep_seconds: float = 5.0
     # First retry delay; doubles each attempt, capped by retry_backoff_max.
     retry_backoff_seconds: float = 2.0
     retry_backoff_max_seconds: float = 300.0
@@ -118,6 +120,7 @@ def load_settings() -> Settings:
         max_attempts=_int("RECPLAY_MAX_ATTEMPTS", 5, minimum=1),
         reservation_seconds=_int("RECPLAY_RESERVATION_SECONDS", 30, minimum=1),
         queued_deadline_seconds=_int("RECPLAY_QUEUED_DEADLINE_SECONDS", 300, minimum=1),
+        sweep_seconds=_float("RECPLAY_SWEEP_SECONDS", 5.0, minimum=0.1),
         retry_backoff_seconds=_float("RECPLAY_RETRY_BACKOFF_SECONDS", 2.0),
         retry_backoff_max_seconds=_float("RECPLAY_RETRY_BACKOFF_MAX_SECONDS", 300.0),
         connect_timeout=_float("RECPLAY_CONNECT_TIMEOUT", 10.0, minimum=0.1),

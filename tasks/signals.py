@@ -15,6 +15,7 @@ late signal can never requeue a job that has moved on.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -203,6 +204,44 @@ def _on_shutting_down(how: str | None = None, **_: Any) -> None:
     # A warm shutdown lets running downloads finish: they release their own slots. A cold one cuts them off.
     if how == "Cold":
         _in_thread(_give_up_everything, "cold worker shutdown")
+
+
+#: The name Celery gives the signal handler of a cold shutdown (``celery.apps.worker._shutdown_handler``).
+COLD_SHUTDOWN_HANDLER = "worker_Cold"
+
+
+def _guard_cold_shutdown(signum: int) -> None:
+    """Put a handler in front of Celery's for ``signum`` that gives the slots up before a cold shutdown starts.
+
+    Celery sends ``worker_shutting_down`` only after its cold-shutdown routine has cancelled the running tasks,
+    and with the threads pool that routine fails before it gets there (a thread cannot be killed). Giving up
+    first covers every pool: the downloads still running then find their lease gone and stop on their own.
+    """
+    current = signal.getsignal(signum)
+    if not callable(current) or getattr(current, "recplay_guard", False):
+        return
+
+    def guarded(sig: int, frame: Any) -> None:
+        try:
+            if getattr(current, "__name__", "") == COLD_SHUTDOWN_HANDLER:
+                _in_thread(_give_up_everything, "cold worker shutdown")
+            current(sig, frame)
+        finally:
+            # Celery installs the next handler from inside this one (Ctrl+C twice means cold): stay in front.
+            _guard_cold_shutdown(sig)
+
+    guarded.recplay_guard = True  # type: ignore[attr-defined]
+    signal.signal(signum, guarded)
+
+
+@signals.worker_ready.connect
+def _on_ready(**_: Any) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in ("SIGQUIT", "SIGINT", "SIGTERM"):
+        found = getattr(signal, name, None)
+        if found is not None:
+            _guard_cold_shutdown(found)
 
 
 @signals.worker_shutdown.connect

@@ -1,9 +1,14 @@
 """Recovery as library code: the beat task and ``recplay purge-stuck`` both call :func:`sweep`.
 
-A sweep reclaims expired leases, requeues the jobs that lost their slot, re-dispatches overdue messages, hands
-free slots to parked jobs, and re-requests recordings the catalog says are wanted but Redis has forgotten (a
-flushed or restarted Redis). It is idempotent, and two sweeps at once are safe: every per-business step is one
-Lua script, and a lock keeps concurrent beats from doing the same work twice.
+A sweep reclaims expired leases and requeues the jobs that lost their slot (with a new attempt and fence),
+gives jobs whose hand-off message was lost their place back at the head of the parked list, re-dispatches
+overdue messages, hands free slots to parked jobs, and brings back what Redis forgot: recordings the catalog
+says are wanted whose Redis job is gone (a flushed or restarted Redis), or whose job finished without the
+catalog hearing of it (a worker died in between).
+
+It is idempotent, and two sweeps at once are safe: every per-business step is one Lua script that sees the state
+the other left, and re-requesting goes through the job registry's create-or-return. The beat task also takes a
+short lock, only so that concurrent beats do not repeat each other's work.
 """
 
 from __future__ import annotations
@@ -18,11 +23,15 @@ import redis
 from tasks import app, keys, metrics
 from tasks.catalog import Catalog
 from tasks.dispatch import send_download
-from tasks.jobs import finished_ttl_ms, get_job, request_job
+from tasks.jobs import RequestMode, finished_ttl_ms, get_job, request_job
 from tasks.scripts import script
 from tasks.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+
+#: Catalog rows read per query while looking for forgotten jobs.
+WANTED_PAGE = 500
 
 
 @dataclass
@@ -31,10 +40,15 @@ class SweepReport:
     dispatched: list[tuple[str, str]] = field(default_factory=list)  # (business_id, call_sid)
     failed: list[tuple[str, str]] = field(default_factory=list)
     rerequested: list[tuple[str, str]] = field(default_factory=list)
+    #: Reservations that expired before their task claimed them (a lost hand-off): back at the parked head.
+    reparked: int = 0
+    #: Catalog rows set to failed to match their finished Redis job (a worker died between the two writes).
+    repaired: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def did_anything(self) -> bool:
-        return bool(self.reclaimed or self.dispatched or self.failed or self.rerequested)
+        return bool(self.reclaimed or self.dispatched or self.failed or self.rerequested or self.reparked
+                    or self.repaired)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -42,6 +56,8 @@ class SweepReport:
             "dispatched": [{"business_id": b, "call_sid": c} for b, c in self.dispatched],
             "failed": [{"business_id": b, "call_sid": c} for b, c in self.failed],
             "rerequested": [{"business_id": b, "call_sid": c} for b, c in self.rerequested],
+            "reparked": self.reparked,
+            "repaired": [{"business_id": b, "call_sid": c} for b, c in self.repaired],
         }
 
 
@@ -54,7 +70,9 @@ def sweep_business(client: redis.Redis, settings: Settings, business_id: str, re
     )
     result = json.loads(reply)
     report.reclaimed += int(result["reclaimed"])
+    report.reparked += int(result["reparked"])
     metrics.count(client, "reclaimed_leases", int(result["reclaimed"]))
+    metrics.count(client, "lost_handoffs", int(result["reparked"]))
     # cjson encodes an empty table as an object.
     for call_sid, task_id in result["dispatch"] or []:
         send_download(business_id, call_sid, task_id)
@@ -71,16 +89,48 @@ def sweep_business(client: redis.Redis, settings: Settings, business_id: str, re
 
 
 def rerequest_forgotten(client: redis.Redis, settings: Settings, report: SweepReport) -> None:
-    """Recordings the catalog says were asked for, whose Redis job is gone (Redis flushed or restarted)."""
-    for rec in Catalog(settings).wanted():
-        if get_job(client, rec.business_id, rec.call_sid) is not None:
-            continue
-        result = request_job(client, settings, rec.business_id, rec.call_sid, media_url=rec.media_url,
-                             recording_id=rec.id, mode="fetch")
-        if result.outcome == "enqueued" and result.task_id:
-            send_download(rec.business_id, rec.call_sid, result.task_id)
-            report.rerequested.append((rec.business_id, rec.call_sid))
-            log.warning("re-requested a forgotten job business_id=%s call_sid=%s", rec.business_id, rec.call_sid)
+    """Bring back the wanted recordings Redis forgot, page by page through the catalog.
+
+    A wanted recording whose job is gone (Redis flushed or restarted) or belongs to an earlier registration is
+    requested again. One whose job is ``ready`` although the catalog never heard of it (the worker died after
+    claiming the result and before storing it; a lease is the grace given to a live one) is requested again
+    even inside the dedup window. One whose job failed gets its catalog row set to failed.
+    """
+    catalog = Catalog(settings)
+    seconds, micros = client.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    grace_ms = settings.lease_seconds * 1000
+    after_id = 0
+    while True:
+        page = catalog.wanted(WANTED_PAGE, after_id)
+        if not page:
+            return
+        after_id = page[-1].id
+        pipe = client.pipeline(transaction=False)
+        for rec in page:
+            pipe.hmget(keys.job(rec.business_id, rec.call_sid), "status", "recording_id", "done_at", "error",
+                       "attempts")
+        for rec, (status, recording_id, done_at, error, attempts) in zip(page, pipe.execute(), strict=True):
+            mode: RequestMode
+            if status is None or recording_id != str(rec.id):
+                mode = "fetch"
+            elif status == "ready" and now_ms - int(done_at or 0) > grace_ms:
+                mode = "force"
+            elif status == "failed":
+                catalog.mark_failed(rec.id, error or "failed", int(attempts or 0))
+                report.repaired.append((rec.business_id, rec.call_sid))
+                continue
+            else:
+                continue
+            result = request_job(client, settings, rec.business_id, rec.call_sid, media_url=rec.media_url,
+                                 recording_id=rec.id, mode=mode)
+            if result.outcome == "enqueued" and result.task_id:
+                send_download(rec.business_id, rec.call_sid, result.task_id)
+                report.rerequested.append((rec.business_id, rec.call_sid))
+                log.warning("re-requested a forgotten job business_id=%s call_sid=%s mode=%s",
+                            rec.business_id, rec.call_sid, mode)
+        if len(page) < WANTED_PAGE:
+            return
 
 
 def sweep(client: redis.Redis, settings: Settings, business_id: str | None = None) -> SweepReport:
@@ -92,19 +142,24 @@ def sweep(client: redis.Redis, settings: Settings, business_id: str | None = Non
     if business_id is None:
         rerequest_forgotten(client, settings, report)
     if report.did_anything:
-        log.info("sweep reclaimed=%s dispatched=%s failed=%s rerequested=%s", report.reclaimed,
-                 len(report.dispatched), len(report.failed), len(report.rerequested))
+        log.info("sweep reclaimed=%s reparked=%s dispatched=%s failed=%s rerequested=%s repaired=%s",
+                 report.reclaimed, report.reparked, len(report.dispatched), len(report.failed),
+                 len(report.rerequested), len(report.repaired))
     return report
 
 
 @app.task(name="tasks.sweep", ignore_result=True)
 def sweep_task() -> dict[str, object]:
-    """The beat's periodic sweep; skipped when another sweep holds the lock."""
+    """The beat's periodic sweep; skipped when another sweep holds the lock.
+
+    The lock only saves repeated work (sweeps are safe together), so it is short: a worker killed in the middle
+    of a sweep holds up the next ones for two periods at most.
+    """
     from tasks.redis_client import get_redis
 
     client = get_redis()
     settings = get_settings()
-    lock = client.lock(keys.SWEEP_LOCK, timeout=60, blocking=False)
+    lock = client.lock(keys.SWEEP_LOCK, timeout=max(2.0, 2 * settings.sweep_seconds), blocking=False)
     if not lock.acquire():
         return {"skipped": True}
     try:

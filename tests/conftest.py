@@ -318,12 +318,12 @@ class Processes:
         return proc
 
     def beat(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.logdir / "beat.log", "wb")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "beat", "-l", "INFO",
-             "-s", str(self.logdir / "beat-schedule")],
-            cwd=ROOT, env=self.env(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(self.logdir / "beat.log", "wb") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "tasks", "beat", "-l", "INFO",
+                 "-s", str(self.logdir / "beat-schedule")],
+                cwd=ROOT, env=self.env(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
         self.started.append(proc)
         return proc
 
