@@ -26,7 +26,7 @@ import redis
 from celery import signals
 
 from tasks import keys
-from tasks.dispatch import send_download, send_handed
+from tasks.dispatch import DOWNLOAD_TASK, send_download, send_handed
 from tasks.ids import is_valid_id
 from tasks.jobs import finish_job, new_task_id
 from tasks.redis_client import get_redis
@@ -66,10 +66,18 @@ def forget(task_id: str) -> None:
 
 @contextmanager
 def holding(task_id: str, business_id: str, call_sid: str, fence: int) -> Iterator[None]:
-    """Record the slot while the block runs; the caller's ``finally`` (``semaphore.slot``) releases it after."""
+    """Record the slot while the block runs; the caller's ``finally`` (``semaphore.slot``) releases it after.
+
+    A block cut short by the process being stopped (SystemExit, KeyboardInterrupt, Celery terminating the task)
+    gives the slot up on its way out, so that the job is requeued at once rather than after a sweep.
+    """
     hold(task_id, business_id, call_sid, fence)
     try:
         yield
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            _safely("give up an interrupted attempt", give_up, task_id, f"interrupted by {type(exc).__name__}")
+        raise
     finally:
         forget(task_id)
 
@@ -151,9 +159,19 @@ def _safely(what: str, fn: Any, *args: Any) -> None:
         log.exception("%s failed", what)
 
 
+def _task_name(request: Any) -> str | None:
+    # A worker Request names its task in ``name``; the task Context that some signals carry, in ``task``.
+    name = getattr(request, "name", None)
+    if isinstance(name, str):
+        return name
+    task = getattr(request, "task", None)
+    return task if isinstance(task, str) else getattr(task, "name", None)
+
+
 def _request_args(request: Any) -> tuple[str, str] | None:
+    """(business_id, call_sid) of a download request, None for any other task."""
     args: list[Any] = list(getattr(request, "args", None) or [])
-    if getattr(request, "name", None) != "tasks.download" or len(args) < 2:
+    if _task_name(request) != DOWNLOAD_TASK or len(args) < 2:
         return None
     return str(args[0]), str(args[1])
 
@@ -194,7 +212,7 @@ def _after_failure(task_id: str | None = None, **_: Any) -> None:
 @signals.task_revoked.connect
 def _after_revoke(request: Any = None, terminated: bool = False, **_: Any) -> None:
     found = _request_args(request)
-    if request is not None and found is not None:
+    if request is not None and found is not None and getattr(request, "id", None):
         _safely("give up a revoked task", give_up_task, str(request.id), found[0], found[1],
                 "the task was revoked" + (" and terminated" if terminated else ""))
 

@@ -108,3 +108,23 @@ def media_files(settings: Any, business_id: str) -> list[str]:
 def whole_files(settings: Any, business_id: str) -> list[str]:
     """The files of a business that readers can see (temporary ones, written aside, start with a dot)."""
     return [name for name in media_files(settings, business_id) if not name.startswith(".")]
+
+
+def queued_messages(rclient: Any, queue: str = "recplay") -> list[tuple[str, str, list[Any]]]:
+    """The (task name, task id, args) of every message waiting in a broker queue, oldest first."""
+    import base64
+    import json
+
+    found = []
+    for raw in reversed(rclient.lrange(queue, 0, -1)):
+        message = json.loads(raw)
+        headers = message["headers"]
+        body = json.loads(base64.b64decode(message["body"]))
+        found.append((headers["task"], headers["id"], body[0]))
+    return found
+
+
+def queued_task_ids(rclient: Any, call_sid: str) -> list[str]:
+    """The task ids of the download messages waiting for ``call_sid``."""
+    return [task_id for name, task_id, args in queued_messages(rclient)
+            if name == "tasks.download" and args[1] == call_sid]

@@ -103,6 +103,35 @@ def test_a_killed_prefork_pool_child_is_replaced_and_its_job_runs_again(api_for,
     assert_quiescent()
 
 
+def test_a_revoked_and_terminated_download_gives_its_slot_up_and_its_job_runs_again(api_for, provider, procs,
+                                                                                     rclient, settings):
+    # Given a prefork node downloading with a 60 s lease, the provider holding the response
+    from tasks import app
+
+    env = {"RECPLAY_LEASE_SECONDS": "60", "RECPLAY_WORKER_POOL": "prefork"}
+    worker = procs.worker(concurrency=2, pool="prefork", env=env)
+    gate = threading.Event()
+    url = provider.add("/biz1/a.wav", body=AUDIO, gate=gate)
+    api = api_for("biz1")
+    api.register("CA1", url)
+    api.fetch("CA1")
+    first = wait_holder(rclient, "biz1", "CA1")
+    wait_for(lambda: provider.requests["/biz1/a.wav"] == 1, 20, "the download to start")
+
+    # When an operator revokes the task and terminates it
+    app.control.revoke(first.task_id, terminate=True)
+
+    # Then its slot is given up and the job requeued at once, not a lease later (by the interrupted attempt on
+    # its way out, or by the task_revoked handler when the child dies outright)
+    wait_for(lambda: provider.requests["/biz1/a.wav"] == 2, 20, "the job to run again")
+    gate.set()
+    body = api.wait_status("CA1", {"ready", "failed"}, 30)
+    assert body["status"] == "ready", body
+    assert_stored_whole(settings, "biz1", "CA1", AUDIO)
+    assert (f"gave up a slot business_id=biz1 call_sid=CA1 task_id={first.task_id}" in worker.log())
+    assert_quiescent()
+
+
 def test_a_node_killed_while_holding_the_only_slot_lets_every_parked_job_complete(
         api_for, provider, procs, rclient, settings):
     # Given business biz1 at limit 1, its slot held by a download the provider holds, four jobs parked behind it

@@ -1,0 +1,222 @@
+"""The sweeper against real Redis and a real catalog: what it reclaims, requeues, re-hands and repairs, and that
+two sweeps at once do each thing once."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tasks import keys, sweeper
+from tasks.catalog import Catalog
+from tasks.jobs import finish_job, get_job
+from tasks.recordings import Recordings
+from tasks.semaphore import Acquired, BusinessSlots, Parked, Stale
+from tasks.sweeper import sweep, sweep_task
+from tests.conftest import run_threads
+from tests.crashkit import holder_of, queued_messages, queued_task_ids
+
+BIZ = "biz1"
+
+
+def wanted(rclient, settings, call_sid, business_id=BIZ):
+    """Register a recording and ask for it, as the API does; returns its job's task id."""
+    catalog = Catalog(settings)
+    rec, _ = catalog.register(business_id, call_sid, f"http://127.0.0.1:9/{business_id}/{call_sid}.wav", None)
+    Recordings(rclient, settings, business_id).request(rec, "fetch")
+    return get_job(rclient, business_id, call_sid).task_id
+
+
+def drain(rclient):
+    """Forget the messages sent so far (no worker runs here): what the sweep sends is what is left after."""
+    rclient.delete("recplay")
+
+
+def expire(rclient, call_sid, business_id=BIZ):
+    """Move a lease (or reservation) expiry into the past, as if its holder had died a lease ago."""
+    rclient.zadd(keys.holders(business_id), {call_sid: 1})
+
+
+def take(rclient, settings, call_sid, business_id=BIZ):
+    task_id = wanted(rclient, settings, call_sid, business_id)
+    return BusinessSlots(rclient, business_id, settings).acquire(call_sid, task_id, "w1"), task_id
+
+
+def test_an_expired_lease_is_reclaimed_and_its_job_requeued_with_a_new_attempt_and_fence(rclient, settings):
+    old, old_task = take(rclient, settings, "CA1")
+    assert isinstance(old, Acquired)
+    expire(rclient, "CA1")
+    drain(rclient)
+
+    report = sweep(rclient, settings)
+
+    assert report.reclaimed == 1
+    assert report.dispatched == [(BIZ, "CA1")]
+    job = get_job(rclient, BIZ, "CA1")
+    assert job.status == "queued"
+    assert queued_task_ids(rclient, "CA1") == [job.task_id]
+    slots = BusinessSlots(rclient, BIZ, settings)
+    assert isinstance(slots.acquire("CA1", old_task, "w1"), Stale)
+    new = slots.acquire("CA1", job.task_id, "w2")
+    assert isinstance(new, Acquired)
+    assert new.attempts == 2
+    assert new.fence > old.fence
+    assert finish_job(rclient, settings, BIZ, "CA1", old.fence, "ready") is False
+
+
+def test_a_lost_hand_off_is_handed_again_once_its_reservation_expires(rclient, settings):
+    slots = BusinessSlots(rclient, BIZ, settings)
+    slots.set_limit(1)
+    holder, _ = take(rclient, settings, "CA0")
+    parked, _ = take(rclient, settings, "CP0")
+    assert isinstance(parked, Parked)
+    assert finish_job(rclient, settings, BIZ, "CA0", holder.fence, "ready")
+    _, handed = slots.release("CA0", holder.fence)
+    [(_, lost_task)] = handed  # its message is never sent: the process died right after the release
+    expire(rclient, "CP0")
+    drain(rclient)
+
+    report = sweep(rclient, settings)
+
+    assert report.reparked == 1
+    assert report.dispatched == [(BIZ, "CP0")]
+    [new_task] = queued_task_ids(rclient, "CP0")
+    assert new_task != lost_task
+    reservation = holder_of(rclient, BIZ, "CP0")
+    assert (reservation.task_id, reservation.worker) == (new_task, "")
+    assert isinstance(slots.acquire("CP0", lost_task, "w1"), Stale)
+    claimed = slots.acquire("CP0", new_task, "w1")
+    assert isinstance(claimed, Acquired)
+    assert claimed.fence == reservation.fence
+    assert slots.parked() == []
+
+
+def test_a_job_stuck_in_queued_past_its_deadline_is_dispatched_again(rclient, settings):
+    lost_task = wanted(rclient, settings, "CA1")
+    drain(rclient)  # the message was lost
+    assert not sweep(rclient, settings).did_anything
+
+    rclient.hset(keys.job(BIZ, "CA1"), "deadline", 1)
+    report = sweep(rclient, settings)
+
+    assert report.dispatched == [(BIZ, "CA1")]
+    [new_task] = queued_task_ids(rclient, "CA1")
+    assert new_task != lost_task
+    assert get_job(rclient, BIZ, "CA1").task_id == new_task
+    assert isinstance(BusinessSlots(rclient, BIZ, settings).acquire("CA1", lost_task, "w1"), Stale)
+
+
+def test_a_job_that_lost_its_worker_on_its_last_attempt_is_failed(rclient, settings):
+    take(rclient, settings, "CA1")
+    rclient.hset(keys.job(BIZ, "CA1"), "attempts", settings.max_attempts)
+    expire(rclient, "CA1")
+    drain(rclient)
+
+    report = sweep(rclient, settings)
+
+    assert report.failed == [(BIZ, "CA1")]
+    assert get_job(rclient, BIZ, "CA1").status == "failed"
+    rec = Catalog(settings).get(BIZ, "CA1")
+    assert (rec.state, rec.error) == ("failed", "worker lost during the last attempt")
+    assert queued_messages(rclient) == []
+
+
+def test_two_sweeps_at_once_requeue_rehand_and_rerequest_each_job_exactly_once(rclient, settings):
+    # Given expired leases, overdue queued jobs, a lost hand-off and forgotten jobs, all at once
+    for i in range(3):
+        take(rclient, settings, f"E{i}")
+    for i in range(2):
+        wanted(rclient, settings, f"Q{i}")
+        rclient.hset(keys.job(BIZ, f"Q{i}"), "deadline", 1)
+    for i in range(2):
+        wanted(rclient, settings, f"F{i}")
+        rclient.delete(keys.job(BIZ, f"F{i}"))
+    other = BusinessSlots(rclient, "biz2", settings)
+    other.set_limit(1)
+    holder, _ = take(rclient, settings, "X", "biz2")
+    take(rclient, settings, "P", "biz2")
+    assert finish_job(rclient, settings, "biz2", "X", holder.fence, "ready")
+    other.release("X", holder.fence)
+    expire(rclient, "P", "biz2")
+    for i in range(3):
+        expire(rclient, f"E{i}")
+    drain(rclient)
+
+    # When two sweeps run at the same moment
+    reports = run_threads(2, lambda _i: sweep(rclient, settings))
+
+    # Then each job was requeued, re-handed or re-requested by exactly one of them, with one message each
+    done = Counter(c for r in reports for _, c in r.dispatched + r.rerequested)
+    assert done == Counter(["E0", "E1", "E2", "Q0", "Q1", "F0", "F1", "P"])
+    assert sum(r.reclaimed for r in reports) == 3
+    assert sum(r.reparked for r in reports) == 1
+    for business_id, call_sid in [(BIZ, c) for c in ("E0", "E1", "E2", "Q0", "Q1", "F0", "F1")] + [("biz2", "P")]:
+        assert queued_task_ids(rclient, call_sid) == [get_job(rclient, business_id, call_sid).task_id]
+    # And a sweep after them has nothing left to do
+    assert not sweep(rclient, settings).did_anything
+
+
+def test_a_beat_sweep_is_skipped_while_another_holds_the_lock(rclient, settings):
+    lock = rclient.lock(keys.SWEEP_LOCK, timeout=30)
+    assert lock.acquire(blocking=False)
+    try:
+        assert sweep_task() == {"skipped": True}
+    finally:
+        lock.release()
+    assert "reclaimed" in sweep_task()
+
+
+def test_a_result_claimed_in_redis_but_never_stored_is_fetched_again_after_one_lease(rclient, settings):
+    # Given a worker that marked its job ready and died before writing the catalog
+    got, _ = take(rclient, settings, "CA1")
+    assert finish_job(rclient, settings, BIZ, "CA1", got.fence, "ready")
+    drain(rclient)
+
+    # Then a sweep within a lease leaves it to the worker, one after a lease fetches it again
+    assert not sweep(rclient, settings).did_anything
+    rclient.hset(keys.job(BIZ, "CA1"), "done_at", 1)
+    report = sweep(rclient, settings)
+
+    assert report.rerequested == [(BIZ, "CA1")]
+    job = get_job(rclient, BIZ, "CA1")
+    assert job.status == "queued"
+    assert queued_task_ids(rclient, "CA1") == [job.task_id]
+
+
+def test_a_failure_the_catalog_did_not_hear_of_is_written_to_it(rclient, settings):
+    got, _ = take(rclient, settings, "CA1")
+    assert finish_job(rclient, settings, BIZ, "CA1", got.fence, "failed", error="provider answered 404")
+    assert Catalog(settings).get(BIZ, "CA1").state == "wanted"
+
+    report = sweep(rclient, settings)
+
+    assert report.repaired == [(BIZ, "CA1")]
+    rec = Catalog(settings).get(BIZ, "CA1")
+    assert (rec.state, rec.error, rec.attempts) == ("failed", "provider answered 404", 1)
+
+
+def test_forgotten_jobs_are_found_on_every_page_of_the_catalog(rclient, settings, monkeypatch):
+    monkeypatch.setattr(sweeper, "WANTED_PAGE", 3)
+    for i in range(7):
+        wanted(rclient, settings, f"CA{i}")
+        rclient.delete(keys.job(BIZ, f"CA{i}"))
+    drain(rclient)
+
+    report = sweep(rclient, settings)
+
+    assert sorted(c for _, c in report.rerequested) == [f"CA{i}" for i in range(7)]
+    assert len(queued_messages(rclient)) == 7
+
+
+@pytest.mark.parametrize("status", ["queued", "processing"])
+def test_a_live_job_is_left_alone(rclient, settings, status):
+    if status == "processing":
+        take(rclient, settings, "CA1")
+    else:
+        wanted(rclient, settings, "CA1")
+    before = get_job(rclient, BIZ, "CA1")
+    drain(rclient)
+
+    assert not sweep(rclient, settings).did_anything
+    assert get_job(rclient, BIZ, "CA1") == before
+    assert queued_messages(rclient) == []
