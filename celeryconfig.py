@@ -10,11 +10,14 @@ import os
 
 from kombu import Queue
 
+from tasks import broker as _broker
 from tasks.settings import get_settings
 
 _settings = get_settings()
 
 broker_url = _settings.redis_url
+# kombu's Redis transport, made to survive cleaning up a lost connection (tasks/broker.py).
+_broker.install()
 broker_connection_retry_on_startup = True
 # Workers, beat and producers reconnect on their own when Redis goes away; keep retrying for a long outage.
 broker_connection_max_retries = None
@@ -48,9 +51,9 @@ worker_disable_prefetch = True
 worker_send_task_events = True
 task_send_sent_event = True
 worker_hijack_root_logger = False
-# On a lost broker connection Celery cancels running acks_late tasks (a threads pool cannot, and goes on);
-# either way the download's lease and fence keep the job safe.
-worker_cancel_long_running_tasks_on_connection_loss = True
+# A lost broker connection does not cancel running downloads: their leases and fences keep them safe, cancelling
+# would only waste them (and a threads pool cannot cancel: before Celery 5.7 trying killed the worker).
+worker_cancel_long_running_tasks_on_connection_loss = False
 
 beat_schedule = {
     "sweep": {

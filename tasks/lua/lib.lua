@@ -24,13 +24,13 @@ local function parse_info(info)
   return fence, task_id, worker
 end
 
--- The next fence of this business. A missing counter starts from Redis TIME (seconds * 10000), so a Redis that
+-- The next fence of this business. A missing counter starts from Redis TIME (milliseconds * 10), so a Redis that
 -- lost its data (flushed, or restarted empty) never hands out a fence that an attempt from before the loss may
--- still hold: fences only grow, as long as a business takes fewer than 10000 slots a second on average. The
--- values stay below 1e14, so Lua prints them as plain integers.
+-- still hold: fences only grow, as long as a business took fewer than 10 slots a millisecond on average since
+-- its counter started. The values stay below 1e14 (until the year 2286), so Lua prints them as plain integers.
 local function next_fence(now)
   if redis.call('EXISTS', KEYS[4]) == 0 then
-    redis.call('SET', KEYS[4], string.format('%d', math.floor(now / 1000) * 10000))
+    redis.call('SET', KEYS[4], string.format('%d', now * 10))
   end
   return redis.call('INCR', KEYS[4])
 end
