@@ -91,6 +91,27 @@ def test_a_lost_hand_off_is_handed_again_once_its_reservation_expires(rclient, s
     assert slots.parked() == []
 
 
+def test_a_lost_hand_off_keeps_its_place_at_the_head_of_the_line(rclient, settings):
+    # Given one slot, two parked jobs, and the first of them handed the slot by a release whose message was lost
+    slots = BusinessSlots(rclient, BIZ, settings)
+    slots.set_limit(1)
+    holder, _ = take(rclient, settings, "CA0")
+    take(rclient, settings, "CP0")
+    take(rclient, settings, "CP1")
+    assert finish_job(rclient, settings, BIZ, "CA0", holder.fence, "ready")
+    assert [c for c, _ in slots.release("CA0", holder.fence)[1]] == ["CP0"]
+    expire(rclient, "CP0")
+
+    # When a new job takes the slot the expired reservation left free
+    newcomer, _ = take(rclient, settings, "CN")
+    assert isinstance(newcomer, Acquired)
+
+    # Then the job whose hand-off was lost is back at the head of the line, and is handed the next slot
+    assert slots.parked() == ["CP0", "CP1"]
+    assert finish_job(rclient, settings, BIZ, "CN", newcomer.fence, "ready")
+    assert [c for c, _ in slots.release("CN", newcomer.fence)[1]] == ["CP0"]
+
+
 def test_a_job_stuck_in_queued_past_its_deadline_is_dispatched_again(rclient, settings):
     lost_task = wanted(rclient, settings, "CA1")
     drain(rclient)  # the message was lost
