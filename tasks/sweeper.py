@@ -44,6 +44,8 @@ class SweepReport:
     reparked: int = 0
     #: Catalog rows set to failed to match their finished Redis job (a worker died between the two writes).
     repaired: list[tuple[str, str]] = field(default_factory=list)
+    #: Jobs found `processing` without their slot (their worker died or stalled), queued again (in dispatched).
+    requeued: int = 0
 
     @property
     def did_anything(self) -> bool:
@@ -58,6 +60,7 @@ class SweepReport:
             "rerequested": [{"business_id": b, "call_sid": c} for b, c in self.rerequested],
             "reparked": self.reparked,
             "repaired": [{"business_id": b, "call_sid": c} for b, c in self.repaired],
+            "requeued": self.requeued,
         }
 
 
@@ -71,8 +74,10 @@ def sweep_business(client: redis.Redis, settings: Settings, business_id: str, re
     result = json.loads(reply)
     report.reclaimed += int(result["reclaimed"])
     report.reparked += int(result["reparked"])
+    report.requeued += int(result["requeued"])
     metrics.count(client, "reclaimed_leases", int(result["reclaimed"]))
     metrics.count(client, "lost_handoffs", int(result["reparked"]))
+    metrics.count(client, "requeued_jobs", int(result["requeued"]))
     # cjson encodes an empty table as an object.
     for call_sid, task_id in result["dispatch"] or []:
         send_download(business_id, call_sid, task_id)
@@ -142,8 +147,8 @@ def sweep(client: redis.Redis, settings: Settings, business_id: str | None = Non
     if business_id is None:
         rerequest_forgotten(client, settings, report)
     if report.did_anything:
-        log.info("sweep reclaimed=%s reparked=%s dispatched=%s failed=%s rerequested=%s repaired=%s",
-                 report.reclaimed, report.reparked, len(report.dispatched), len(report.failed),
+        log.info("sweep reclaimed=%s requeued=%s reparked=%s dispatched=%s failed=%s rerequested=%s repaired=%s",
+                 report.reclaimed, report.requeued, report.reparked, len(report.dispatched), len(report.failed),
                  len(report.rerequested), len(report.repaired))
     return report
 

@@ -51,6 +51,7 @@ def test_an_expired_lease_is_reclaimed_and_its_job_requeued_with_a_new_attempt_a
     report = sweep(rclient, settings)
 
     assert report.reclaimed == 1
+    assert report.requeued == 1
     assert report.dispatched == [(BIZ, "CA1")]
     job = get_job(rclient, BIZ, "CA1")
     assert job.status == "queued"

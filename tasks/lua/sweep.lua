@@ -7,14 +7,15 @@
 -- KEYS: as lib.lua.
 -- ARGV[1] default limit   ARGV[2] job key prefix   ARGV[3] reservation in ms   ARGV[4] dispatch deadline in ms
 -- ARGV[5] max attempts   ARGV[6] task id prefix   ARGV[7] ms to keep a finished job
--- Returns JSON {"reclaimed": n, "reparked": n, "dispatch": [[call_sid, task_id], ...], "failed": [call_sid, ...]}.
+-- Returns JSON {"reclaimed": n, "reparked": n, "requeued": n, "dispatch": [[call_sid, task_id], ...],
+--               "failed": [call_sid, ...]}.
 local default_limit, job_prefix = ARGV[1], ARGV[2]
 local reservation_ms, deadline_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local max_attempts, task_prefix, keep_ms = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 local now = now_ms()
 local reclaimed, reparked = drop_expired(now)
 local dispatch, failed = {}, {}
-local serial = 0
+local requeued, serial = 0, 0
 local function new_task_id()
   serial = serial + 1
   return task_prefix .. '.s' .. serial
@@ -40,6 +41,7 @@ for _, call_sid in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
           'error', 'lease lost; requeued', 'queued_at', now, 'deadline', now + deadline_ms)
         redis.call('ZADD', KEYS[6], now, call_sid)
         table.insert(dispatch, {call_sid, task_id})
+        requeued = requeued + 1
       end
     end
   elseif status == 'queued' then
@@ -63,4 +65,5 @@ end
 
 local handed = hand_off(now, default_limit, job_prefix, reservation_ms, deadline_ms, task_prefix .. '.h')
 for i = 1, #handed, 2 do table.insert(dispatch, {handed[i], handed[i + 1]}) end
-return cjson.encode({reclaimed = reclaimed, reparked = reparked, dispatch = dispatch, failed = failed})
+return cjson.encode({reclaimed = reclaimed, reparked = reparked, requeued = requeued, dispatch = dispatch,
+  failed = failed})
