@@ -95,7 +95,7 @@ class Recordings:
             self.catalog.mark_lost(rec.id)
             mode = "force"
         result = request_job(self.client, self.settings, self.business_id, rec.call_sid,
-                             media_url=rec.media_url, recording_id=rec.id, mode=mode)
+                             media_url=rec.media_url or "", recording_id=rec.id, mode=mode)
         if result.outcome == "enqueued" and result.task_id:
             if rec.state != WANTED:
                 self.catalog.mark_wanted(rec.id)
