@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
@@ -172,6 +174,8 @@ def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
         if_none_match=request.headers.get("If-None-Match"),
         if_modified_since=request.headers.get("If-Modified-Since"),
     )
+    if recs.settings.accel_redirect and _nginx_can_send(plan):
+        return _accel_redirect(recs.settings.accel_redirect, rec, plan)
     body: Any = ()
     if plan.send_body and plan.parts:
         fileobj = open(path, "rb")  # noqa: SIM115 - closed by the response
@@ -184,10 +188,50 @@ def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
     response = Response(body, status=plan.status, direct_passthrough=True)
     for name, value in plan.headers:
         response.headers[name] = value
+    _media_headers(response, rec)
+    return response
+
+
+def _media_headers(response: Response, rec: RecordingRow) -> None:
     response.headers["Cache-Control"] = "private, max-age=3600"
     if request.args.get("download") == "1":
-        ext = path.suffix or ""
+        ext = PurePosixPath(rec.file_path or "").suffix
         response.headers["Content-Disposition"] = f'attachment; filename="{rec.call_sid}{ext}"'
+
+
+def _nginx_can_send(plan: ranges.Plan) -> bool:
+    """Whether nginx, given the request as it is, sends exactly the bytes and status of ``plan``.
+
+    nginx is handed a GET answered 200 without a Range header, or 206 for a Range header of one range-spec.
+    Everything else is rare and answered here, where the RFC 9110 choices are made once: HEAD, 304, 416, a
+    Range header that is ignored (bad syntax, a failed If-Range) or asks for several ranges, and the
+    preconditions this API does not evaluate (If-Match, If-Unmodified-Since), which nginx would.
+    """
+    headers = request.headers
+    if request.method != "GET" or headers.get("If-Match") or headers.get("If-Unmodified-Since"):
+        return False
+    range_header = headers.get("Range")
+    if plan.status == 200:
+        return range_header is None
+    single_range = range_header is not None and "," not in range_header
+    return plan.status == 206 and plan.boundary is None and single_range
+
+
+def _accel_redirect(prefix: str, rec: RecordingRow, plan: ranges.Plan) -> Response:
+    """Access is checked: let nginx send the file (X-Accel-Redirect to its internal location ``prefix``).
+
+    nginx keeps the Content-Type, Content-Disposition and Cache-Control sent here; deploy/nginx.conf makes it
+    send this ETag and Last-Modified too (``add_header ... $upstream_http_...``) and apply Range and If-Range
+    against them, so a client sees the same validators in both modes.
+    """
+    response = Response(status=200)
+    for name, value in plan.headers:
+        # nginx adds Accept-Ranges to a 200 itself, but not to a 206: it keeps ours then.
+        if name in ("ETag", "Last-Modified") or (name == "Accept-Ranges" and plan.status == 206):
+            response.headers[name] = value
+    response.headers["Content-Type"] = rec.content_type or "application/octet-stream"
+    response.headers["X-Accel-Redirect"] = prefix + quote(rec.file_path or "")
+    _media_headers(response, rec)
     return response
 
 
