@@ -14,12 +14,14 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from api import MAX_BODY_BYTES, ranges
 from api.auth import business_for_stream, business_from_header, settings
 from api.errors import ApiError
+from tasks import twilio
 from tasks.access import mint_stream_token
-from tasks.catalog import READY, RecordingRow
+from tasks.catalog import HTTP, PROVIDERS, READY, TWILIO, RecordingRow
 from tasks.ids import check_id
-from tasks.providers import check_media_url
+from tasks.providers import check_media_url, is_twilio_url
 from tasks.recordings import Recordings, Status
 from tasks.redis_client import get_redis
+from tasks.settings import Settings
 
 bp = Blueprint("recordings", __name__, url_prefix="/api/recordings")
 
@@ -73,11 +75,19 @@ def register(call_sid: str) -> Response:
     recs = _recordings(business_from_header())
     check_id(call_sid, "call_sid")
     data = _json_body()
-    unknown = set(data) - {"media_url", "duration_seconds"}
+    unknown = set(data) - {"media_url", "duration_seconds", "provider"}
     if unknown:
         raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(unknown))}")
+    provider = data.get("provider", HTTP)
+    if provider not in PROVIDERS:
+        raise ApiError(400, "invalid_body", f"provider must be one of {', '.join(PROVIDERS)}")
     media_url = data.get("media_url")
-    if not isinstance(media_url, str) or not media_url or len(media_url) > 2048:
+    if media_url is None and provider == TWILIO:
+        # Resolved from the CallSid when the recording is fetched.
+        if not twilio.is_configured(recs.settings):
+            raise ApiError(422, "twilio_not_configured", "set TWILIO_ACCOUNT_SID and its credentials to "
+                           "register Twilio recordings by CallSid")
+    elif not isinstance(media_url, str) or not media_url or len(media_url) > 2048:
         raise ApiError(400, "invalid_body", "media_url must be a URL string of at most 2048 characters")
     duration = data.get("duration_seconds")
     if duration is not None and (
@@ -85,16 +95,29 @@ def register(call_sid: str) -> Response:
         or duration < 0
     ):
         raise ApiError(400, "invalid_body", "duration_seconds must be a non-negative number")
-    check_media_url(media_url, recs.settings)
+    if media_url is not None:
+        check_media_url(media_url, recs.settings)
     rec, created = recs.catalog.register(recs.business_id, call_sid, media_url,
-                                         float(duration) if duration is not None else None)
-    if not created and rec.media_url != media_url:
+                                         float(duration) if duration is not None else None, provider=provider)
+    if not created and not _same_recording(rec, media_url, recs.settings):
         raise ApiError(409, "conflict", "this call_sid is registered with another media_url")
+    if not created and rec.media_url is None and media_url is not None:
+        recs.catalog.set_media_url(rec.id, media_url)  # the status callback names the recording's URL
     response = jsonify(_status_body(recs, recs.status(rec)))
     response.status_code = 201 if created else 200
     if created:
         response.headers["Location"] = url_for("recordings.status", call_sid=call_sid)
     return response
+
+
+def _same_recording(rec: RecordingRow, media_url: str | None, settings: Settings) -> bool:
+    """Whether a registration names the recording already registered: the same media URL, or a Twilio
+    recording named by its CallSid on one side and a Twilio URL (or the CallSid) on the other."""
+    if media_url is not None and rec.media_url is not None:
+        return media_url == rec.media_url
+    if media_url is None:
+        return rec.provider == TWILIO or is_twilio_url(rec.media_url, settings)
+    return is_twilio_url(media_url, settings)
 
 
 def _decode_cursor(raw: str) -> int:

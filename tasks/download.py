@@ -15,7 +15,7 @@ from tasks.catalog import Catalog
 from tasks.dispatch import MESSAGE_VERSION, send_download, send_handed
 from tasks.errors import LeaseLost, ProviderError
 from tasks.jobs import finish_job, new_task_id
-from tasks.providers import Fetcher, new_session
+from tasks.providers import Fetcher, fetch_recording, new_session
 from tasks.redis_client import get_redis
 from tasks.semaphore import Acquired, BusinessSlots, Parked, slot
 from tasks.settings import Settings, get_settings
@@ -119,7 +119,7 @@ class Attempt:
         partial = store.open_partial(self.business_id, self.call_sid)
         try:
             with Heartbeat(slots, self.call_sid, got.fence) as beat:
-                written = _fetcher(settings).fetch(rec.media_url, partial, stop=beat.lost)
+                written = fetch_recording(_fetcher(settings), catalog, rec, partial, stop=beat.lost)
             # Our lease must still be ours when we store: a reclaimed attempt never overwrites a newer one.
             if beat.lost.is_set() or not slots.renew(self.call_sid, got.fence):
                 raise LeaseLost("slot lease lost before the result was stored")
