@@ -30,6 +30,7 @@ from tasks.settings import get_settings
 from tasks.store import MediaStore
 from tests.conftest import ROOT, free_port, token_for, wait_for
 from tests.provider import make_wav
+from tests.twilio_standin import AUTH_TOKEN, sign, status_callback_form
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 PREFIX = "/protected-media/"
@@ -67,8 +68,9 @@ class Stack:
         from api import create_app
 
         self.settings = settings
-        accel = create_app({"TESTING": True,
-                            "RECPLAY_SETTINGS": dataclasses.replace(settings, accel_redirect=PREFIX)})
+        behind_nginx = dataclasses.replace(settings, accel_redirect=PREFIX, trust_proxy=1,
+                                           twilio_auth_token=AUTH_TOKEN)
+        accel = create_app({"TESTING": True, "RECPLAY_SETTINGS": behind_nginx})
         self.direct = create_app({"TESTING": True, "RECPLAY_SETTINGS": settings}).test_client()
         self.accel_client = accel.test_client()
         self.server = make_server("127.0.0.1", 0, accel, threaded=True)
@@ -261,3 +263,17 @@ def test_access_rules_hold_through_nginx_and_the_media_location_is_internal(stac
     assert pending.status_code == 202
     assert pending.headers["Retry-After"] == "2"
     assert pending.json()["status"] in ("queued", "processing")
+
+
+def test_a_twilio_callback_through_nginx_is_checked_against_the_public_url(stack, provider):
+    call = "CA" + "c" * 32
+    form = status_callback_form(provider.url(f"/2010-04-01/Accounts/AC1/Recordings/{'RE' + '1' * 32}"), call)
+    path = "/webhooks/twilio/biz/recordings"
+    public = stack.base + path  # what Twilio requested: nginx's address, not the API's
+    internal = f"http://127.0.0.1:{stack.server.server_port}{path}"
+    for signed_url, expected in ((internal, 403), (public, 204)):
+        answer = stack.http.post(public, data=form, headers={"X-Twilio-Signature": sign(signed_url, form)},
+                                 timeout=10)
+        assert answer.status_code == expected, signed_url
+    rec = Catalog(stack.settings).get("biz", call)
+    assert rec is not None and rec.media_url == form["RecordingUrl"]

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from twilio.request_validator import RequestValidator
+
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 API_KEY = "SK" + "fedcba9876543210" * 2
 API_SECRET = "api-key-secret"
@@ -31,6 +33,22 @@ def basic(user: str, password: str) -> str:
 
 def recording_sid(n: int) -> str:
     return f"RE{n:032x}"
+
+
+def status_callback_form(recording_url: str, call_sid: str, status: str = "completed",
+                         n: int = 1) -> dict[str, str]:
+    """The form fields Twilio posts to a recordingStatusCallback."""
+    return {
+        "AccountSid": ACCOUNT_SID, "CallSid": call_sid, "RecordingSid": recording_sid(n),
+        "RecordingUrl": recording_url, "RecordingStatus": status, "RecordingDuration": "4",
+        "RecordingChannels": "1", "RecordingStartTime": "Fri, 17 May 2024 09:30:00 +0000",
+        "RecordingSource": "RecordVerb", "ErrorCode": "0",
+    }
+
+
+def sign(url: str, form: dict[str, str], token: str = AUTH_TOKEN) -> str:
+    """X-Twilio-Signature of a request to ``url`` with ``form``, as Twilio computes it."""
+    return str(RequestValidator(token).compute_signature(url, form))
 
 
 def mp3_bytes(n: int = 4000) -> bytes:
