@@ -46,6 +46,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(ops.bp)
     app.register_blueprint(frontend.bp)
     app.register_blueprint(webhooks.bp)
+    from api.limits import init_limits
+
+    init_limits(app, recordings.bp, settings)
     register_error_handlers(app)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
