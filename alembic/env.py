@@ -50,8 +50,11 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
+    from tasks.schema import migration_lock
+
     engine = create_engine(_url(), poolclass=pool.NullPool)
-    with engine.connect() as conn:
+    # Deploy steps that run `alembic upgrade head` at once (several hosts, replicas) take turns.
+    with migration_lock(engine), engine.connect() as conn:
         _configure(conn)
         with context.begin_transaction():
             context.run_migrations()
