@@ -1,4 +1,5 @@
-"""gunicorn settings for the API: ``GUNICORN_CMD_ARGS="--config deploy/gunicorn.conf.py" gunicorn 'api:create_app()'``.
+"""gunicorn settings for the API, read with
+``GUNICORN_CMD_ARGS="--config deploy/gunicorn.conf.py" gunicorn 'api:create_app()'``.
 
 Every value can be overridden from the environment, as docker-compose.yml and docs/deploy.md do.
 """
