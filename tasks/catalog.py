@@ -8,7 +8,6 @@ asked for (``wanted``) are requested again.
 
 from __future__ import annotations
 
-import builtins
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -218,7 +217,7 @@ class Catalog:
             assert again is not None
             return again, False
 
-    def list(self, business_id: str, limit: int, before_id: int | None) -> list[RecordingRow]:
+    def page(self, business_id: str, limit: int, before_id: int | None) -> list[RecordingRow]:
         """Newest first; ``before_id`` is the cursor (the last id of the previous page)."""
         q = select(Recording).where(Recording.business_id == business_id)
         if before_id is not None:
@@ -274,7 +273,7 @@ class Catalog:
             s.execute(delete(Recording).where(Recording.id == rec.id))
             return row
 
-    def wanted(self, limit: int = 500) -> builtins.list[RecordingRow]:
+    def wanted(self, limit: int = 500) -> list[RecordingRow]:
         """Recordings someone asked for that are not ready or failed yet (the sweeper re-requests lost
         ones)."""
         with Session(self.engine) as s:

@@ -83,18 +83,18 @@ def test_concurrent_registrations_of_one_recording_insert_one_row_and_all_see_it
         assert conn.scalar(select(func.count()).select_from(Recording)) == 1
 
 
-def test_list_is_newest_first_and_pages_by_id_cursor(catalog_url):
+def test_pages_are_newest_first_and_follow_an_id_cursor(catalog_url):
     cat = _catalog(catalog_url)
     ids = [cat.register("biz", f"CA{i}", URL, None)[0].id for i in range(5)]
     cat.register("other", "CAx", URL, None)
-    first = cat.list("biz", 2, None)
+    first = cat.page("biz", 2, None)
     assert [r.call_sid for r in first] == ["CA4", "CA3"]
-    second = cat.list("biz", 2, first[-1].id)
+    second = cat.page("biz", 2, first[-1].id)
     assert [r.call_sid for r in second] == ["CA2", "CA1"]
-    third = cat.list("biz", 2, second[-1].id)
+    third = cat.page("biz", 2, second[-1].id)
     assert [r.call_sid for r in third] == ["CA0"]
     assert third[0].id == ids[0]
-    assert cat.list("biz", 2, ids[0]) == []
+    assert cat.page("biz", 2, ids[0]) == []
 
 
 def test_state_transitions_keep_a_ready_recording_ready(catalog_url):

@@ -72,7 +72,7 @@ def hooks(data_dir: Path, provider: Any, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 
 def _rows() -> list[Any]:
-    return Catalog(get_settings()).list("biz", 50, None)
+    return Catalog(get_settings()).page("biz", 50, None)
 
 
 def test_a_completed_callback_registers_the_recording_once_however_often_it_comes(hooks):
