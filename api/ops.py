@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify
 from api.auth import settings
 from tasks.catalog import Catalog
 from tasks.redis_client import get_redis
-from tasks.store import MediaStore
+from tasks.store import media_store
 
 bp = Blueprint("ops", __name__)
 
@@ -32,7 +32,7 @@ def readyz() -> Response:
         checks["database"] = {"ok": True}
     except Exception as exc:
         checks["database"] = {"ok": False, "error": type(exc).__name__}
-    writable = MediaStore(settings().media_dir).is_writable()
+    writable = media_store(settings()).is_writable()
     checks["media_store"] = {"ok": writable} if writable else {"ok": False, "error": "not writable"}
     ok = all(c["ok"] for c in checks.values())
     response = jsonify({"status": "ok" if ok else "unavailable", "checks": checks})

@@ -21,6 +21,7 @@ from tasks.ids import check_id
 from tasks.providers import check_media_url, is_twilio_url
 from tasks.recordings import Recordings, Status
 from tasks.redis_client import get_redis
+from tasks.s3store import S3Store
 from tasks.settings import Settings
 
 bp = Blueprint("recordings", __name__, url_prefix="/api/recordings")
@@ -195,7 +196,6 @@ class MediaResponse(Response):
 
 def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
     assert rec.file_path and rec.sha256 and rec.size_bytes is not None and rec.ready_at is not None
-    path = recs.store.path(rec.file_path)
     rep = ranges.Representation(
         length=rec.size_bytes,
         etag=f'"{rec.sha256[:32]}"',
@@ -209,11 +209,18 @@ def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
         if_none_match=request.headers.get("If-None-Match"),
         if_modified_since=request.headers.get("If-Modified-Since"),
     )
-    if recs.settings.accel_redirect and _nginx_can_send(plan):
+    store = recs.store
+    if isinstance(store, S3Store):
+        if plan.send_body and plan.parts and store.stat(rec.file_path) is None:
+            return _lost(recs, rec)
+        if store.settings.s3_stream == "redirect" and plan.send_body and plan.parts:
+            return _presigned_redirect(store, rec)
+    elif recs.settings.accel_redirect and _nginx_can_send(plan):
         return _accel_redirect(recs.settings.accel_redirect, rec, plan)
     body: Any = ()
     if plan.send_body and plan.parts:
-        fileobj = open(path, "rb")  # noqa: SIM115 - closed by the response
+        fileobj: Any = (store.reader(rec.file_path, plan.parts) if isinstance(store, S3Store)
+                        else open(store.path(rec.file_path), "rb"))  # noqa: SIM115 - closed by the response
 
         def generate() -> Any:
             with fileobj:
@@ -227,11 +234,35 @@ def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
     return response
 
 
+def _disposition(rec: RecordingRow) -> str | None:
+    if request.args.get("download") != "1":
+        return None
+    return f'attachment; filename="{rec.call_sid}{PurePosixPath(rec.file_path or "").suffix}"'
+
+
 def _media_headers(response: Response, rec: RecordingRow) -> None:
     response.headers["Cache-Control"] = "private, max-age=3600"
-    if request.args.get("download") == "1":
-        ext = PurePosixPath(rec.file_path or "").suffix
-        response.headers["Content-Disposition"] = f'attachment; filename="{rec.call_sid}{ext}"'
+    disposition = _disposition(rec)
+    if disposition:
+        response.headers["Content-Disposition"] = disposition
+
+
+def _presigned_redirect(store: S3Store, rec: RecordingRow) -> Response:
+    """Access is checked: the client gets the object from the bucket (which answers Range itself) through a
+    short-lived presigned URL."""
+    assert rec.file_path
+    url = store.presigned_url(rec.file_path, rec.content_type or "application/octet-stream", _disposition(rec))
+    response = Response(status=302)
+    response.headers["Location"] = url
+    response.headers["Cache-Control"] = "no-store"  # the URL expires
+    return response
+
+
+def _lost(recs: Recordings, rec: RecordingRow) -> Response:
+    """The bucket no longer has a ready recording's object: fetch it again."""
+    recs.catalog.mark_lost(rec.id)
+    fresh = recs.get(rec.call_sid) or rec
+    return _pending(recs, recs.request(fresh, "force"), 202)
 
 
 def _nginx_can_send(plan: ranges.Plan) -> bool:

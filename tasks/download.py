@@ -19,7 +19,7 @@ from tasks.providers import Fetcher, fetch_recording, new_session
 from tasks.redis_client import get_redis
 from tasks.semaphore import Acquired, BusinessSlots, Parked, slot
 from tasks.settings import Settings, get_settings
-from tasks.store import MediaStore
+from tasks.store import media_store
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Attempt:
 
     def _download(self, slots: BusinessSlots, got: Acquired) -> str:
         client, settings = slots.client, self.settings
-        catalog, store = Catalog(settings), MediaStore(settings.media_dir)
+        catalog, store = Catalog(settings), media_store(settings)
         ctx = f"business_id={self.business_id} call_sid={self.call_sid} task_id={self.task_id} attempt={got.attempts}"
         rec = catalog.get(self.business_id, self.call_sid)
         job_recording = client.hget(keys.job(self.business_id, self.call_sid), "recording_id")
