@@ -54,6 +54,7 @@ def render_conf(workdir: Path, api_port: int, port: int, media_dir: Path) -> Pat
     temp = "".join(f"    {name}_temp_path {workdir}/{name};\n"
                    for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     conf = conf.replace("http {\n", "http {\n" + temp, 1)
+    conf = f"pid {workdir}/nginx.pid;\n" + conf  # not the system's /run/nginx.pid
     if os.geteuid() == 0:
         conf = "user root;\n" + conf  # worker processes must read the test's private temp directories
     path = workdir / "nginx.conf"
