@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from tasks import keys
-from tests.conftest import assert_quiescent, run_cli, status_json, wait_for
+from tests.conftest import WorkerProcess, assert_quiescent, run_cli, status_json, wait_for
 from tests.provider import Behaviour, make_wav
 
 BIZ = "stuck"
@@ -126,3 +126,48 @@ def test_purge_stuck_frees_a_business_held_by_a_killed_worker(api_for, provider,
     assert samples[("recplay_downloads_total", (("outcome", "ready"),))] == JOBS
     assert samples[("recplay_slots_active", (("business_id", BIZ),))] == 0
     assert samples[("recplay_slots_limit", (("business_id", BIZ),))] == LIMIT
+
+
+def test_purge_stuck_frees_slots_of_a_worker_restarted_under_the_same_name(api_for, provider, procs, rclient):
+    # Given two downloads holding a business's slots on worker "w1", which is killed and started again under
+    # the same name (a restarted container keeps its hostname): it answers pings and heartbeats, but no longer
+    # runs the tasks that hold the slots.
+    biz, lease_env = "reborn", {"RECPLAY_LEASE_SECONDS": "600"}
+    run_cli("set-limit", biz, "2")
+    gate = threading.Event()
+    first = procs.worker(concurrency=2, env=lease_env)
+    api = api_for(biz)
+    for i in range(2):
+        url = provider.add(f"/{biz}/r{i}.wav", Behaviour(body=make_wav(0.3), gate=gate))
+        assert api.register(f"r{i}", url).status_code == 201
+        assert api.fetch(f"r{i}").status_code == 202
+    wait_for(lambda: provider.in_flight[biz] == 2, 30, "both downloads in flight")
+    old_tasks = {h["task_id"] for h in status_json(biz)["businesses"][0]["holders"]}
+    first.kill(signal.SIGKILL)
+    (procs.logdir / "again").mkdir()
+    again = WorkerProcess(first.name, 2, "threads", procs.env(lease_env), procs.logdir / "again")
+    procs.started.append(again)
+    again.wait_ready()
+
+    # When the operator runs purge-stuck, both slots are released as orphaned and the jobs run again on it.
+    done = json.loads(run_cli("purge-stuck", "--json", "--ping-timeout", "5").stdout)
+    assert sorted(r["task_id"] for r in done["plan"]["release"]) == sorted(old_tasks)
+    assert all("no longer runs this task" in r["reason"] for r in done["plan"]["release"])
+    assert sorted(e["call_sid"] for e in done["done"]["evicted"]) == ["r0", "r1"]
+
+    def rerun() -> bool:
+        holders = status_json(biz)["businesses"][0]["holders"]
+        return len(holders) == 2 and not {h["task_id"] for h in holders} & old_tasks
+
+    wait_for(rerun, 30, "both jobs holding their slots again under new task ids")
+    wait_for(lambda: provider.in_flight[biz] == 4, 30, "the new attempts at the provider (the old ones too)")
+
+    # Then a second purge-stuck leaves the live worker's running downloads alone.
+    again_plan = json.loads(run_cli("purge-stuck", "--json", "--ping-timeout", "5").stdout)
+    assert again_plan["nothing_to_do"] is True, again_plan
+    gate.set()
+    for i in range(2):
+        assert api.wait_status(f"r{i}", {"ready", "failed"}, 30)["status"] == "ready"
+    assert provider.max_in_flight[biz] == 4  # the two killed requests stayed open at the gate
+    assert provider.total_downloads() == 4
+    assert_quiescent()
