@@ -54,8 +54,7 @@ def count(client: redis.Redis, name: str, amount: int = 1) -> None:
 
 
 def read_counters(client: redis.Redis) -> dict[str, float]:
-    counters: dict[str, str] = client.hgetall(keys.METRICS)  # type: ignore[assignment]
-    return {k: float(v) for k, v in counters.items()}
+    return {str(k): float(v) for k, v in client.hgetall(keys.METRICS).items()}
 
 
 class RedisCollector(Collector):
