@@ -171,3 +171,37 @@ def test_purge_stuck_frees_slots_of_a_worker_restarted_under_the_same_name(api_f
     assert provider.max_in_flight[biz] == 4  # the two killed requests stayed open at the gate
     assert provider.total_downloads() == 4
     assert_quiescent()
+
+
+def test_purge_stuck_sends_again_a_job_whose_message_was_lost(api_for, provider, procs, rclient, monkeypatch):
+    # Given a recording stuck `queued`: its job was created but its message never reached the broker.
+    from tasks.catalog import Catalog
+    from tasks.jobs import request_job
+    from tasks.settings import get_settings, reset_settings
+
+    monkeypatch.setenv("RECPLAY_QUEUED_DEADLINE_SECONDS", "1")
+    reset_settings()
+    settings = get_settings()
+    procs.worker(concurrency=2)
+    api = api_for("lost")
+    assert api.register("CAlost", provider.add("/lost/CAlost.wav", body=make_wav(0.2))).status_code == 201
+    rec = Catalog(settings).get("lost", "CAlost")
+    assert rec is not None
+    Catalog(settings).mark_wanted(rec.id)
+    assert request_job(rclient, settings, "lost", "CAlost", media_url=rec.media_url, recording_id=rec.id
+                       ).outcome == "enqueued"
+    deadline = int(rclient.hget(keys.job("lost", "CAlost"), "deadline"))
+    wait_for(lambda: rclient.time()[0] * 1000 > deadline, 10, "the job's dispatch deadline to pass")
+    assert api.state("CAlost") == "queued"
+
+    # When the operator runs purge-stuck, the plan names it overdue and its message is sent again.
+    plan = json.loads(run_cli("purge-stuck", "--dry-run", "--json").stdout)["plan"]
+    assert [(j["action"], j["call_sid"]) for j in plan["jobs"]] == [("redispatch", "CAlost")]
+    assert plan["release"] == []
+    done = json.loads(run_cli("purge-stuck", "--json").stdout)["done"]
+    assert done["dispatched"] == [{"business_id": "lost", "call_sid": "CAlost"}]
+
+    # Then it is downloaded, once.
+    assert api.wait_status("CAlost", {"ready", "failed"}, 30)["status"] == "ready"
+    assert provider.downloads["/lost/CAlost.wav"] == 1
+    assert_quiescent()
