@@ -1,0 +1,43 @@
+"""recplay's HTTP face: a thin Flask app over the ``tasks`` domain.
+
+Run it with ``gunicorn 'api:create_app()'`` (production) or ``flask --app api run`` (development).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from api.errors import register_error_handlers
+from tasks.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+#: Bodies larger than this are refused with 413 before they are read.
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then the environment (``tasks.settings``), then ``test_config``."""
+    app = Flask(__name__, static_folder=None)
+    app.config.from_mapping(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
+    settings = get_settings()
+    if test_config:
+        app.config.from_mapping(test_config)
+        settings = test_config.get("RECPLAY_SETTINGS", settings)
+    settings.signing_key()  # refuse to start without a key (unless RECPLAY_DEV=1)
+    app.extensions["recplay.settings"] = settings
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    from api import frontend, ops, recordings
+
+    app.register_blueprint(recordings.bp)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(frontend.bp)
+    register_error_handlers(app)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return app

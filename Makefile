@@ -1,0 +1,36 @@
+# recplay: `make run` starts the whole system with demo data; `make test` runs lint and the whole test suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 5000
+
+.PHONY: install install-test run test lint pytest clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+run: install
+	PORT=$(PORT) $(PY) scripts/run.py
+
+lint: install-test
+	$(VENV)/bin/ruff check api tasks tests scripts celeryconfig.py
+	$(VENV)/bin/mypy api tasks
+
+pytest: install-test
+	$(PY) -m pytest
+
+test: lint pytest
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache

@@ -1,0 +1,199 @@
+"""The recordings endpoints: register, list, status, fetch, stream, delete."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from api import MAX_BODY_BYTES, ranges
+from api.auth import business_for_stream, business_from_header, settings
+from api.errors import ApiError
+from tasks.access import mint_stream_token
+from tasks.catalog import READY, RecordingRow
+from tasks.ids import check_id
+from tasks.providers import check_media_url
+from tasks.recordings import Recordings, Status
+from tasks.redis_client import get_redis
+
+bp = Blueprint("recordings", __name__, url_prefix="/api/recordings")
+
+MAX_PAGE = 200
+DEFAULT_PAGE = 50
+#: Seconds a client should wait before polling a recording that is not ready yet.
+RETRY_AFTER_SECONDS = 2
+
+
+def _recordings(business_id: str) -> Recordings:
+    return Recordings(get_redis(), settings(), business_id)
+
+
+def _owned(recs: Recordings, call_sid: str) -> RecordingRow:
+    rec = recs.get(check_id(call_sid, "call_sid"))
+    if rec is None:
+        # Another business's recording answers exactly as one that does not exist.
+        raise ApiError(404, "not_found", "no such recording")
+    return rec
+
+
+def _status_body(recs: Recordings, status: Status) -> dict[str, Any]:
+    body = status.as_dict()
+    body["stream_url"] = None
+    if status.status == "ready":
+        token = mint_stream_token(recs.settings, recs.business_id, status.call_sid)
+        body["stream_url"] = url_for("recordings.stream", call_sid=status.call_sid, token=token)
+    return body
+
+
+def _pending(recs: Recordings, status: Status, code: int) -> Response:
+    response = jsonify(_status_body(recs, status))
+    response.status_code = code
+    if code == 202:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _json_body() -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise ApiError(413, "payload_too_large", "body over 64 KiB")
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "body must be a JSON object")
+    return data
+
+
+@bp.put("/<call_sid>")
+def register(call_sid: str) -> Response:
+    recs = _recordings(business_from_header())
+    check_id(call_sid, "call_sid")
+    data = _json_body()
+    unknown = set(data) - {"media_url", "duration_seconds"}
+    if unknown:
+        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(unknown))}")
+    media_url = data.get("media_url")
+    if not isinstance(media_url, str) or not media_url or len(media_url) > 2048:
+        raise ApiError(400, "invalid_body", "media_url must be a URL string of at most 2048 characters")
+    duration = data.get("duration_seconds")
+    if duration is not None and (
+        isinstance(duration, bool) or not isinstance(duration, int | float) or not math.isfinite(duration)
+        or duration < 0
+    ):
+        raise ApiError(400, "invalid_body", "duration_seconds must be a non-negative number")
+    check_media_url(media_url, recs.settings)
+    rec, created = recs.catalog.register(recs.business_id, call_sid, media_url,
+                                         float(duration) if duration is not None else None)
+    if not created and rec.media_url != media_url:
+        raise ApiError(409, "conflict", "this call_sid is registered with another media_url")
+    response = jsonify(_status_body(recs, recs.status(rec)))
+    response.status_code = 201 if created else 200
+    if created:
+        response.headers["Location"] = url_for("recordings.status", call_sid=call_sid)
+    return response
+
+
+def _decode_cursor(raw: str) -> int:
+    try:
+        value = int(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode())
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API issued") from exc
+    if value < 1:
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API issued")
+    return value
+
+
+def _encode_cursor(value: int) -> str:
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+@bp.get("")
+def list_recordings() -> Response:
+    recs = _recordings(business_from_header())
+    raw_limit = request.args.get("limit", str(DEFAULT_PAGE))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_PAGE}")
+    cursor = request.args.get("cursor")
+    before = _decode_cursor(cursor) if cursor else None
+    statuses, next_id = recs.list(int(raw_limit), before)
+    return jsonify({
+        "items": [_status_body(recs, s) for s in statuses],
+        "next_cursor": _encode_cursor(next_id) if next_id is not None else None,
+    })
+
+
+@bp.get("/<call_sid>")
+def status(call_sid: str) -> Response:
+    recs = _recordings(business_from_header())
+    rec = _owned(recs, call_sid)
+    response = jsonify(_status_body(recs, recs.status(rec)))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/<call_sid>/fetch")
+def fetch(call_sid: str) -> Response:
+    recs = _recordings(business_from_header())
+    rec = _owned(recs, call_sid)
+    current = recs.status(rec)
+    if current.status == "ready":
+        return _pending(recs, current, 200)
+    return _pending(recs, recs.request(rec, "fetch"), 202)
+
+
+@bp.route("/<call_sid>/stream", methods=["GET", "HEAD"])
+def stream(call_sid: str) -> Response:
+    check_id(call_sid, "call_sid")
+    recs = _recordings(business_for_stream(call_sid))
+    rec = _owned(recs, call_sid)
+    if rec.state != READY or not recs.store.exists(rec.file_path):
+        current = recs.status(rec)
+        if current.status == "failed":
+            return _pending(recs, current, 502)
+        return _pending(recs, recs.request(rec, "stream"), 202)
+    return _send_media(recs, rec)
+
+
+def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
+    assert rec.file_path and rec.sha256 and rec.size_bytes is not None and rec.ready_at is not None
+    path = recs.store.path(rec.file_path)
+    rep = ranges.Representation(
+        length=rec.size_bytes,
+        etag=f'"{rec.sha256[:32]}"',
+        last_modified=rec.ready_at.replace(microsecond=0),
+        content_type=rec.content_type or "application/octet-stream",
+    )
+    plan = ranges.plan_response(
+        request.method, rep,
+        range_header=request.headers.get("Range"),
+        if_range=request.headers.get("If-Range"),
+        if_none_match=request.headers.get("If-None-Match"),
+        if_modified_since=request.headers.get("If-Modified-Since"),
+    )
+    body: Any = ()
+    if plan.send_body and plan.parts:
+        fileobj = open(path, "rb")  # noqa: SIM115 - closed by the response
+
+        def generate() -> Any:
+            with fileobj:
+                yield from ranges.iter_body(plan, rep, fileobj)
+
+        body = generate()
+    response = Response(body, status=plan.status, direct_passthrough=True)
+    for name, value in plan.headers:
+        response.headers[name] = value
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    if request.args.get("download") == "1":
+        ext = path.suffix or ""
+        response.headers["Content-Disposition"] = f'attachment; filename="{rec.call_sid}{ext}"'
+    return response
+
+
+@bp.delete("/<call_sid>")
+def delete(call_sid: str) -> Response:
+    recs = _recordings(business_from_header())
+    rec = _owned(recs, call_sid)
+    recs.delete(rec)
+    return Response(status=204)

@@ -1,0 +1,232 @@
+"""The recordings catalog: the durable facts (ownership, media URL, and for ready recordings their file).
+
+SQLAlchemy 2; SQLite by default, PostgreSQL through ``DATABASE_URL``. If Redis is flushed, what is here stays
+true: ready recordings stay ready, and recordings someone asked for (``wanted``) are requested again.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    DateTime,
+    Float,
+    Integer,
+    String,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from tasks.settings import Settings
+
+# Catalog states; the live `queued`/`processing` states of a job are in Redis.
+NEW, WANTED, READY, FAILED = "new", "wanted", "ready", "failed"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Recording(Base):
+    __tablename__ = "recordings"
+    __table_args__ = (UniqueConstraint("business_id", "call_sid", name="uq_recordings_business_call"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    business_id: Mapped[str] = mapped_column(String(64), index=True)
+    call_sid: Mapped[str] = mapped_column(String(64))
+    media_url: Mapped[str] = mapped_column(String(2048))
+    duration_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default=NEW, index=True)
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    size_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    content_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    file_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+@dataclass(frozen=True)
+class RecordingRow:
+    """A detached, immutable copy of a catalog row."""
+
+    id: int
+    business_id: str
+    call_sid: str
+    media_url: str
+    duration_seconds: float | None
+    state: str
+    error: str | None
+    attempts: int
+    size_bytes: int | None
+    content_type: str | None
+    sha256: str | None
+    file_path: str | None
+    created_at: datetime
+    ready_at: datetime | None
+
+    @classmethod
+    def of(cls, rec: Recording) -> RecordingRow:
+        return cls(
+            id=rec.id, business_id=rec.business_id, call_sid=rec.call_sid, media_url=rec.media_url,
+            duration_seconds=rec.duration_seconds, state=rec.state, error=rec.error, attempts=rec.attempts,
+            size_bytes=rec.size_bytes, content_type=rec.content_type, sha256=rec.sha256,
+            file_path=rec.file_path, created_at=_aware(rec.created_at), ready_at=_aware(rec.ready_at),
+        )
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes; every value we store is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def get_engine(settings: Settings) -> Engine:
+    """The engine for ``settings.database_url``, created once per process, with its tables."""
+    url = settings.database_url
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _make_engine(settings)
+            Base.metadata.create_all(engine)
+            _engines[url] = engine
+        return engine
+
+
+def _make_engine(settings: Settings) -> Engine:
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def dispose_engines() -> None:
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+class Catalog:
+    """Queries over the recordings table; every method is one short transaction."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = get_engine(settings)
+
+    def get(self, business_id: str, call_sid: str) -> RecordingRow | None:
+        with Session(self.engine) as s:
+            rec = s.scalar(
+                select(Recording).where(Recording.business_id == business_id, Recording.call_sid == call_sid)
+            )
+            return RecordingRow.of(rec) if rec else None
+
+    def register(
+        self, business_id: str, call_sid: str, media_url: str, duration_seconds: float | None
+    ) -> tuple[RecordingRow, bool]:
+        """Insert the recording; returns (row, created). An existing row is returned as it is."""
+        from sqlalchemy.exc import IntegrityError
+
+        existing = self.get(business_id, call_sid)
+        if existing:
+            return existing, False
+        try:
+            with Session(self.engine) as s, s.begin():
+                rec = Recording(business_id=business_id, call_sid=call_sid, media_url=media_url,
+                                duration_seconds=duration_seconds, state=NEW, attempts=0, created_at=utcnow())
+                s.add(rec)
+                s.flush()
+                row = RecordingRow.of(rec)
+            return row, True
+        except IntegrityError:
+            # Lost a race with a concurrent registration of the same recording.
+            again = self.get(business_id, call_sid)
+            assert again is not None
+            return again, False
+
+    def list(self, business_id: str, limit: int, before_id: int | None) -> list[RecordingRow]:
+        """Newest first; ``before_id`` is the cursor (the last id of the previous page)."""
+        q = select(Recording).where(Recording.business_id == business_id)
+        if before_id is not None:
+            q = q.where(Recording.id < before_id)
+        with Session(self.engine) as s:
+            return [RecordingRow.of(r) for r in s.scalars(q.order_by(Recording.id.desc()).limit(limit))]
+
+    def mark_wanted(self, recording_id: int) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.execute(update(Recording).where(Recording.id == recording_id, Recording.state != READY)
+                      .values(state=WANTED, error=None))
+
+    def mark_ready(self, recording_id: int, *, size_bytes: int, content_type: str, sha256: str,
+                   file_path: str, attempts: int) -> bool:
+        """Record the stored file; False when the recording was deleted meanwhile (discard the file)."""
+        with Session(self.engine) as s, s.begin():
+            result = s.execute(
+                update(Recording).where(Recording.id == recording_id).values(
+                    state=READY, error=None, size_bytes=size_bytes, content_type=content_type, sha256=sha256,
+                    file_path=file_path, attempts=attempts, ready_at=utcnow(),
+                )
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def mark_failed(self, recording_id: int, error: str, attempts: int) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.execute(update(Recording).where(Recording.id == recording_id, Recording.state != READY)
+                      .values(state=FAILED, error=error[:500], attempts=attempts))
+
+    def mark_lost(self, recording_id: int) -> None:
+        """The store no longer has the file of a ready recording: it must be fetched again."""
+        with Session(self.engine) as s, s.begin():
+            s.execute(update(Recording).where(Recording.id == recording_id)
+                      .values(state=WANTED, file_path=None, sha256=None, ready_at=None))
+
+    def delete(self, business_id: str, call_sid: str) -> RecordingRow | None:
+        with Session(self.engine) as s, s.begin():
+            rec = s.scalar(
+                select(Recording).where(Recording.business_id == business_id, Recording.call_sid == call_sid)
+            )
+            if rec is None:
+                return None
+            row = RecordingRow.of(rec)
+            s.execute(delete(Recording).where(Recording.id == rec.id))
+            return row
+
+    def wanted(self, limit: int = 500) -> list[RecordingRow]:
+        """Recordings someone asked for that are not ready or failed yet (the sweeper re-requests lost ones)."""
+        with Session(self.engine) as s:
+            q = select(Recording).where(Recording.state == WANTED).order_by(Recording.id).limit(limit)
+            return [RecordingRow.of(r) for r in s.scalars(q)]
+
+    def ping(self) -> None:
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))

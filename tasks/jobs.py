@@ -1,0 +1,144 @@
+"""The job registry: one job per (business_id, call_sid), its state in a Redis hash.
+
+``request_job`` is the dedup point: one Lua script creates the job or returns the existing one, so however many
+requests arrive at once, one Celery message is sent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+import redis
+
+from tasks import keys
+from tasks.scripts import script
+from tasks.settings import Settings
+
+RequestMode = Literal["fetch", "stream", "force"]
+Outcome = Literal["ready", "failed", "retry", "cancel"]
+
+
+@dataclass(frozen=True)
+class Job:
+    business_id: str
+    call_sid: str
+    status: str
+    attempts: int
+    error: str
+    task_id: str
+    fence: str
+    worker: str
+    parked: bool
+    recording_id: str
+    media_url: str
+
+    @classmethod
+    def from_hash(cls, business_id: str, call_sid: str, raw: dict[str, str]) -> Job:
+        return cls(
+            business_id=business_id,
+            call_sid=call_sid,
+            status=raw.get("status", ""),
+            attempts=int(raw.get("attempts") or 0),
+            error=raw.get("error", ""),
+            task_id=raw.get("task_id", ""),
+            fence=raw.get("fence", ""),
+            worker=raw.get("worker", ""),
+            parked=raw.get("parked") == "1",
+            recording_id=raw.get("recording_id", ""),
+            media_url=raw.get("media_url", ""),
+        )
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    """What ``request_job`` did: ``enqueued`` (send ``task_id``), ``exists``, ``ready`` or ``failed``."""
+
+    outcome: str
+    task_id: str | None = None
+    status: str | None = None
+    error: str | None = None
+
+
+def _job_keys(business_id: str, call_sid: str) -> list[str]:
+    return [*keys.business_keys(business_id), keys.job(business_id, call_sid)]
+
+
+def finished_ttl_ms(settings: Settings) -> int:
+    return (settings.dedup_seconds + keys.JOB_TTL_GRACE_SECONDS) * 1000
+
+
+def request_job(
+    client: redis.Redis,
+    settings: Settings,
+    business_id: str,
+    call_sid: str,
+    *,
+    media_url: str,
+    recording_id: int,
+    mode: RequestMode = "fetch",
+) -> RequestResult:
+    """Create the job, or return the existing one; on ``enqueued`` the caller sends the message."""
+    task_id = str(uuid.uuid4())
+    reply = script(client, "request")(
+        keys=_job_keys(business_id, call_sid),
+        args=[call_sid, task_id, media_url, recording_id, settings.dedup_seconds * 1000,
+              settings.queued_deadline_seconds * 1000, mode],
+    )
+    client.sadd(keys.BUSINESSES, business_id)
+    kind = reply[0]
+    if kind == "enqueued":
+        return RequestResult("enqueued", task_id=reply[1], status="queued")
+    if kind == "exists":
+        return RequestResult("exists", status=reply[1])
+    if kind == "failed":
+        return RequestResult("failed", status="failed", error=reply[1])
+    return RequestResult("ready", status="ready")
+
+
+def finish_job(
+    client: redis.Redis,
+    settings: Settings,
+    business_id: str,
+    call_sid: str,
+    fence: int,
+    outcome: Outcome,
+    *,
+    error: str = "",
+    retry_task_id: str = "",
+    retry_in_seconds: float = 0.0,
+) -> bool:
+    """Record an attempt's outcome if the attempt still owns the job; False means discard its result."""
+    overdue_ms = int((retry_in_seconds + settings.queued_deadline_seconds) * 1000)
+    reply = script(client, "finish")(
+        keys=_job_keys(business_id, call_sid),
+        args=[call_sid, fence, outcome, error[:500], retry_task_id, overdue_ms, finished_ttl_ms(settings)],
+    )
+    return bool(reply == "ok")
+
+
+def delete_job(client: redis.Redis, business_id: str, call_sid: str) -> bool:
+    """Forget the job, its slot and its parked place; True if that freed a slot."""
+    return bool(script(client, "delete")(keys=_job_keys(business_id, call_sid), args=[call_sid]))
+
+
+def get_job(client: redis.Redis, business_id: str, call_sid: str) -> Job | None:
+    raw = client.hgetall(keys.job(business_id, call_sid))
+    return Job.from_hash(business_id, call_sid, raw) if raw else None
+
+
+def get_jobs(client: redis.Redis, business_id: str, call_sids: list[str]) -> dict[str, Job]:
+    """The jobs that exist among ``call_sids``, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for call_sid in call_sids:
+        pipe.hgetall(keys.job(business_id, call_sid))
+    found = {}
+    for call_sid, raw in zip(call_sids, pipe.execute(), strict=True):
+        if raw:
+            found[call_sid] = Job.from_hash(business_id, call_sid, raw)
+    return found
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())

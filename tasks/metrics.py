@@ -1,0 +1,41 @@
+"""Counters the workers keep in Redis, so the API's /metrics sees every process's work."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from tasks import keys
+
+log = logging.getLogger(__name__)
+
+#: Upper bounds (seconds) of the download-duration histogram buckets.
+DOWNLOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+def count_download(client: redis.Redis, outcome: str, seconds: float) -> None:
+    """Count one finished attempt by outcome and its duration (never lets metrics break a download)."""
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.hincrby(keys.METRICS, f"downloads:{outcome}", 1)
+        for bound in DOWNLOAD_BUCKETS:
+            if seconds <= bound:
+                pipe.hincrby(keys.METRICS, f"download_seconds_bucket:{bound}", 1)
+        pipe.hincrby(keys.METRICS, "download_seconds_count", 1)
+        pipe.hincrbyfloat(keys.METRICS, "download_seconds_sum", seconds)
+        pipe.execute()
+    except redis.RedisError:
+        log.warning("could not count a download outcome=%s", outcome)
+
+
+def count(client: redis.Redis, name: str, amount: int = 1) -> None:
+    if amount:
+        try:
+            client.hincrby(keys.METRICS, name, amount)
+        except redis.RedisError:
+            log.warning("could not count %s", name)
+
+
+def read_counters(client: redis.Redis) -> dict[str, float]:
+    return {k: float(v) for k, v in client.hgetall(keys.METRICS).items()}

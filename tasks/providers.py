@@ -1,0 +1,228 @@
+"""Fetching media from a provider: the allowlist, safe redirects, credentials, and answer checks.
+
+A download attempt either returns a verified temporary file or raises :class:`ProviderError` saying whether
+trying again can help.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from tasks.errors import LeaseLost, MediaHostNotAllowed, ProviderError
+from tasks.settings import Settings
+from tasks.store import PartialFile, Written
+
+log = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 5
+CHUNK = 64 * 1024
+TWILIO_HOSTS = ("api.twilio.com",)
+# A 200 that is not audio but sniffs as audio is accepted (signed storage URLs often say octet-stream).
+SNIFFABLE = ("application/octet-stream", "binary/octet-stream")
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+def host_key(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s) URL.
+
+    Raises:
+        MediaHostNotAllowed: for another scheme or a URL without a host.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise MediaHostNotAllowed("media URLs must be http or https with a host")
+    try:
+        port = parts.port or _default_port(scheme)
+    except ValueError as exc:
+        raise MediaHostNotAllowed("media URL has an invalid port") from exc
+    return scheme, parts.hostname.lower(), port
+
+
+def is_allowed(url: str, allowlist: tuple[str, ...]) -> bool:
+    """Whether ``url`` is on the allowlist: an entry ``host`` allows the scheme's default port, ``host:port``
+    exactly that port."""
+    try:
+        scheme, host, port = host_key(url)
+    except MediaHostNotAllowed:
+        return False
+    for entry in allowlist:
+        if entry == f"{host}:{port}":
+            return True
+        if entry == host and port == _default_port(scheme):
+            return True
+    return False
+
+
+def check_media_url(url: str, settings: Settings) -> None:
+    """Raises MediaHostNotAllowed unless ``url`` may be registered."""
+    if not is_allowed(url, settings.media_hosts):
+        raise MediaHostNotAllowed("media_url host is not on the allowlist (RECPLAY_MEDIA_HOSTS)")
+
+
+def _is_public_host(host: str, port: int) -> bool:
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0])
+        if not addr.is_global or addr.is_multicast:
+            return False
+    return bool(infos)
+
+
+def may_redirect_to(url: str, settings: Settings) -> bool:
+    """A redirect target is followed only if allowlisted, or https to a host with only public addresses."""
+    if is_allowed(url, settings.media_hosts):
+        return True
+    try:
+        scheme, host, port = host_key(url)
+    except MediaHostNotAllowed:
+        return False
+    return scheme == "https" and _is_public_host(host, port)
+
+
+def credentials_for(url: str, settings: Settings) -> tuple[str, str] | None:
+    """HTTP Basic credentials for a Twilio media URL, if configured."""
+    _, host, _ = host_key(url)
+    if host not in TWILIO_HOSTS:
+        return None
+    if settings.twilio_api_key and settings.twilio_api_secret:
+        return settings.twilio_api_key, settings.twilio_api_secret
+    if settings.twilio_account_sid and settings.twilio_auth_token:
+        return settings.twilio_account_sid, settings.twilio_auth_token
+    return None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _looks_like_audio(head: bytes) -> bool:
+    return (
+        head.startswith((b"ID3", b"RIFF", b"OggS", b"fLaC"))
+        or (len(head) > 1 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0)  # MPEG frame sync
+        or head[4:8] == b"ftyp"
+    )
+
+
+@dataclass
+class Fetcher:
+    """Downloads one media URL into a partial file of the store."""
+
+    settings: Settings
+    session: requests.Session
+
+    def fetch(self, url: str, partial: PartialFile, stop: threading.Event | None = None) -> Written:
+        """Download ``url`` into ``partial`` and verify it.
+
+        Raises:
+            ProviderError: the attempt failed (``permanent`` says whether to retry).
+            LeaseLost: ``stop`` was set (our slot was reclaimed) while the download ran.
+        """
+        response = self._open(url)
+        with response:
+            return self._read(response, partial, stop)
+
+    def _open(self, url: str) -> requests.Response:
+        origin = host_key(url)
+        auth = credentials_for(url, self.settings)
+        current = url
+        for _ in range(MAX_REDIRECTS + 1):
+            same_origin = host_key(current) == origin
+            try:
+                response = self.session.get(
+                    current,
+                    stream=True,
+                    allow_redirects=False,
+                    auth=auth if same_origin else None,  # never send credentials to another host
+                    timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                    headers={"Accept": "audio/*"},
+                )
+            except requests.RequestException as exc:
+                raise ProviderError(f"provider unreachable: {type(exc).__name__}", permanent=False) from exc
+            if response.is_redirect:
+                target = urljoin(current, response.headers.get("Location", ""))
+                response.close()
+                if not may_redirect_to(target, self.settings):
+                    raise ProviderError("redirect to a host that is not allowed", permanent=True)
+                current = target
+                continue
+            self._check_status(response)
+            return response
+        raise ProviderError("too many redirects", permanent=True)
+
+    def _check_status(self, response: requests.Response) -> None:
+        code = response.status_code
+        if code == 200:
+            return
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        response.close()
+        if code in (408, 425, 429) or code >= 500:
+            raise ProviderError(f"provider answered {code}", permanent=False, retry_after=retry_after)
+        raise ProviderError(f"provider answered {code}", permanent=True)
+
+    def _read(self, response: requests.Response, partial: PartialFile, stop: threading.Event | None) -> Written:
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if not content_type.startswith("audio/") and content_type not in SNIFFABLE:
+            raise ProviderError(f"provider answered a non-audio type {content_type or 'none'!r}", permanent=True)
+        declared = response.headers.get("Content-Length")
+        expected = int(declared) if declared and declared.isdigit() else None
+        if expected is not None and expected > self.settings.max_media_bytes:
+            raise ProviderError("media larger than RECPLAY_MAX_MEDIA_BYTES", permanent=True)
+        head = b""
+        try:
+            for chunk in response.raw.stream(CHUNK, decode_content=True):
+                if stop is not None and stop.is_set():
+                    raise LeaseLost("slot lease lost during the download")
+                if len(head) < 16:
+                    head += chunk[:16]
+                partial.write(chunk)
+                if partial.size > self.settings.max_media_bytes:
+                    raise ProviderError("media larger than RECPLAY_MAX_MEDIA_BYTES", permanent=True)
+        except (requests.RequestException, OSError, ConnectionError) as exc:
+            raise ProviderError(f"download interrupted: {type(exc).__name__}", permanent=False) from exc
+        except Exception as exc:
+            # urllib3's ProtocolError / ReadTimeoutError (a truncated or stalled body) are not OSErrors.
+            if type(exc).__module__.startswith("urllib3"):
+                raise ProviderError(f"download interrupted: {type(exc).__name__}", permanent=False) from exc
+            raise
+        if partial.size == 0:
+            raise ProviderError("provider sent an empty body", permanent=False)
+        if expected is not None and partial.size != expected:
+            raise ProviderError(f"body of {partial.size} bytes, Content-Length said {expected}", permanent=False)
+        if content_type in SNIFFABLE:
+            if not _looks_like_audio(head):
+                raise ProviderError("provider answered a body that is not audio", permanent=True)
+            content_type = "audio/mpeg" if head.startswith(b"ID3") or head[:1] == b"\xff" else "audio/wav"
+        if content_type == "audio/x-wav":
+            content_type = "audio/wav"
+        return partial.finish(content_type)
+
+
+def new_session() -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = "recplay/0.1"
+    return session

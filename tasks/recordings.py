@@ -1,0 +1,112 @@
+"""Use cases over one business's recordings, shared by the API and the CLI.
+
+Each function combines the catalog (durable facts), the job registry (live state) and the store, and returns
+plain data; the HTTP layer only maps them to responses.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from tasks.catalog import FAILED, READY, WANTED, Catalog, RecordingRow
+from tasks.dispatch import send_download, send_handed
+from tasks.jobs import Job, RequestMode, delete_job, get_job, get_jobs, request_job
+from tasks.semaphore import BusinessSlots
+from tasks.settings import Settings
+from tasks.store import MediaStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Status:
+    """What a client sees of one recording (SPEC's status object, less the stream URL)."""
+
+    call_sid: str
+    status: str
+    attempts: int
+    error: str | None
+    size_bytes: int | None
+    content_type: str | None
+    duration_seconds: float | None
+    created_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "call_sid": self.call_sid, "status": self.status, "attempts": self.attempts, "error": self.error,
+            "size_bytes": self.size_bytes, "content_type": self.content_type,
+            "duration_seconds": self.duration_seconds, "created_at": self.created_at,
+        }
+
+
+def status_of(rec: RecordingRow, job: Job | None, store: MediaStore) -> Status:
+    ready = rec.state == READY and store.exists(rec.file_path)
+    if ready:
+        status, error = "ready", None
+    elif job is not None and job.recording_id == str(rec.id) and job.status in ("queued", "processing", "failed"):
+        status, error = job.status, (job.error or None)
+        if status == "failed" and not error:
+            error = rec.error
+    elif rec.state == WANTED:
+        status, error = "queued", None
+    elif rec.state == FAILED:
+        status, error = "failed", rec.error
+    else:
+        status, error = "new", None
+    attempts = job.attempts if job is not None and job.recording_id == str(rec.id) else rec.attempts
+    return Status(
+        call_sid=rec.call_sid, status=status, attempts=attempts, error=error,
+        size_bytes=rec.size_bytes if ready else None, content_type=rec.content_type if ready else None,
+        duration_seconds=rec.duration_seconds, created_at=rec.created_at.isoformat(),
+    )
+
+
+class Recordings:
+    """One business's recordings."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, business_id: str) -> None:
+        self.client, self.settings, self.business_id = client, settings, business_id
+        self.catalog = Catalog(settings)
+        self.store = MediaStore(settings.media_dir)
+
+    def get(self, call_sid: str) -> RecordingRow | None:
+        return self.catalog.get(self.business_id, call_sid)
+
+    def status(self, rec: RecordingRow) -> Status:
+        return status_of(rec, get_job(self.client, self.business_id, rec.call_sid), self.store)
+
+    def list(self, limit: int, before_id: int | None) -> tuple[list[Status], int | None]:
+        """A page, newest first, and the cursor of the next page (None at the end)."""
+        rows = self.catalog.list(self.business_id, limit + 1, before_id)
+        page = rows[:limit]
+        found = get_jobs(self.client, self.business_id, [r.call_sid for r in page])
+        statuses = [status_of(r, found.get(r.call_sid), self.store) for r in page]
+        return statuses, (page[-1].id if len(rows) > limit else None)
+
+    def request(self, rec: RecordingRow, mode: RequestMode) -> Status:
+        """Ask for the media: enqueue the job once, however many ask at once. Returns the new status."""
+        if rec.state == READY and not self.store.exists(rec.file_path):
+            log.warning("stored file missing, fetching again business_id=%s call_sid=%s",
+                        self.business_id, rec.call_sid)
+            self.catalog.mark_lost(rec.id)
+            mode = "force"
+        result = request_job(self.client, self.settings, self.business_id, rec.call_sid,
+                             media_url=rec.media_url, recording_id=rec.id, mode=mode)
+        if result.outcome == "enqueued" and result.task_id:
+            if rec.state != WANTED:
+                self.catalog.mark_wanted(rec.id)
+            send_download(self.business_id, rec.call_sid, result.task_id)
+        fresh = self.catalog.get(self.business_id, rec.call_sid) or rec
+        return self.status(fresh)
+
+    def delete(self, rec: RecordingRow) -> None:
+        """Forget the recording: catalog row, stored file and job; a running download's result is discarded."""
+        self.catalog.delete(self.business_id, rec.call_sid)
+        if delete_job(self.client, self.business_id, rec.call_sid):
+            send_handed(self.business_id, BusinessSlots(self.client, self.business_id, self.settings).hand_off())
+        self.store.delete(rec.file_path)
+        log.info("deleted business_id=%s call_sid=%s", self.business_id, rec.call_sid)

@@ -1,0 +1,181 @@
+"""Per-business concurrency slots held as leases in Redis.
+
+Holders live in a sorted set scored by lease expiry, so a crashed worker's slot stops counting the moment its
+lease ends; every operation is one Lua script (``lua/``). A job that finds its business at the limit is parked
+inside the acquire script and its task returns at once; the release that frees a slot hands it to the next
+parked job in the same script, and the caller sends that job's message.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import redis
+
+from tasks import keys
+from tasks.scripts import script
+from tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Acquired:
+    """A slot is ours: ``fence`` identifies this attempt, ``attempts`` counts it."""
+
+    fence: int
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Parked:
+    """The business is at its limit: the job waits in Redis, ``position`` jobs ahead of it."""
+
+    position: int
+
+
+@dataclass(frozen=True)
+class Stale:
+    """The message is not the job's current one (duplicate, superseded, deleted): drop it."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Holder:
+    call_sid: str
+    fence: str
+    task_id: str
+    worker: str
+    lease_seconds_left: float
+
+    @property
+    def reserved(self) -> bool:
+        """A slot handed to a parked job whose task has not claimed it yet."""
+        return self.worker == ""
+
+
+Acquisition = Acquired | Parked | Stale
+#: Called with the (call_sid, task_id) pairs a release handed a slot to; sends their messages.
+HandOff = Callable[[str, list[tuple[str, str]]], None]
+
+
+def new_task_prefix() -> str:
+    return uuid.uuid4().hex
+
+
+class BusinessSlots:
+    """The slot semaphore of one business."""
+
+    def __init__(self, client: redis.Redis, business_id: str, settings: Settings) -> None:
+        self.client = client
+        self.business_id = business_id
+        self.settings = settings
+        self.keys = keys.business_keys(business_id)
+
+    @property
+    def _lease_ms(self) -> int:
+        return self.settings.lease_seconds * 1000
+
+    def acquire(self, call_sid: str, task_id: str, worker: str) -> Acquisition:
+        reply = script(self.client, "acquire")(
+            keys=self.keys,
+            args=[call_sid, task_id, worker, self._lease_ms, self.settings.max_concurrent,
+                  keys.job_prefix(self.business_id)],
+        )
+        kind = reply[0]
+        if kind == "slot":
+            return Acquired(fence=int(reply[1]), attempts=int(reply[2]))
+        if kind == "parked":
+            return Parked(position=int(reply[1]))
+        return Stale(reason=str(reply[1]))
+
+    def renew(self, call_sid: str, fence: int) -> bool:
+        """Extend our lease; False when it is no longer ours (the attempt must stop)."""
+        return bool(script(self.client, "renew")(keys=self.keys, args=[call_sid, fence, self._lease_ms]))
+
+    def release(self, call_sid: str, fence: int | None) -> tuple[bool, list[tuple[str, str]]]:
+        """Free our slot (only if it is still ours) and hand free slots to parked jobs.
+
+        Returns:
+            (released, handed): whether our slot was freed, and the (call_sid, task_id) of each job handed a slot;
+            the caller must send their messages.
+        """
+        reply = script(self.client, "release")(
+            keys=self.keys,
+            args=[call_sid, "" if fence is None else fence, self.settings.max_concurrent,
+                  keys.job_prefix(self.business_id), self.settings.reservation_seconds * 1000,
+                  self.settings.queued_deadline_seconds * 1000, new_task_prefix()],
+        )
+        handed = [(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
+        return bool(reply[0]), handed
+
+    def hand_off(self) -> list[tuple[str, str]]:
+        """Give free slots to parked jobs (after a limit was raised or a slot freed outside a release)."""
+        return self.release("", None)[1]
+
+    def limit(self) -> int:
+        own = self.client.get(keys.limit(self.business_id))
+        return int(own) if own is not None else self.settings.max_concurrent
+
+    def has_own_limit(self) -> bool:
+        return bool(self.client.exists(keys.limit(self.business_id)))
+
+    def set_limit(self, limit: int) -> list[tuple[str, str]]:
+        """Set the business's own limit; a raised limit hands the new slots out at once."""
+        if limit < 1:
+            raise ValueError("a limit is at least 1")
+        self.client.set(keys.limit(self.business_id), limit)
+        self.client.sadd(keys.BUSINESSES, self.business_id)
+        return self.hand_off()
+
+    def active(self) -> int:
+        """Slots held right now (expired leases do not count)."""
+        now_ms = self._now_ms()
+        return int(self.client.zcount(keys.holders(self.business_id), f"({now_ms}", "+inf"))
+
+    def parked(self) -> list[str]:
+        return list(self.client.lrange(keys.parked(self.business_id), 0, -1))
+
+    def holders(self) -> list[Holder]:
+        now_ms = self._now_ms()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrangebyscore(keys.holders(self.business_id), f"({now_ms}", "+inf", withscores=True)
+        pipe.hgetall(keys.holder_info(self.business_id))
+        members, info = pipe.execute()
+        found = []
+        for call_sid, expiry in members:
+            fence, task_id, worker = (info.get(call_sid) or "||").split("|", 2)
+            found.append(Holder(call_sid, fence, task_id, worker, round((expiry - now_ms) / 1000, 3)))
+        return found
+
+    def _now_ms(self) -> int:
+        seconds, micros = self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+
+@contextmanager
+def slot(
+    slots: BusinessSlots, call_sid: str, task_id: str, worker: str, hand_off: HandOff
+) -> Iterator[Acquisition]:
+    """Acquire (or park) for one task; on the way out release only what was acquired, and pass on the slot."""
+    got = slots.acquire(call_sid, task_id, worker)
+    try:
+        yield got
+    finally:
+        if isinstance(got, Acquired):
+            try:
+                released, handed = slots.release(call_sid, got.fence)
+            except redis.RedisError:
+                # The lease will expire and the sweeper hands the slot on.
+                log.exception("release failed business_id=%s call_sid=%s", slots.business_id, call_sid)
+            else:
+                if not released:
+                    log.warning("slot was no longer ours business_id=%s call_sid=%s fence=%s",
+                                slots.business_id, call_sid, got.fence)
+                if handed:
+                    hand_off(slots.business_id, handed)

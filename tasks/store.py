@@ -1,0 +1,106 @@
+"""The media store: a local directory. Files are written aside, checked, fsynced, then renamed into place, so a
+reader only ever sees a whole file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+EXTENSIONS = {
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/ogg": "ogg",
+    "audio/webm": "webm",
+    "audio/flac": "flac",
+    "audio/mp4": "m4a",
+    "audio/aac": "aac",
+}
+
+
+@dataclass(frozen=True)
+class Written:
+    """A verified temporary file, ready to be committed."""
+
+    temp_path: Path
+    size_bytes: int
+    sha256: str
+    content_type: str
+
+
+class PartialFile:
+    """A temporary file being written; hashes and counts as it goes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: BinaryIO = open(path, "xb")  # noqa: SIM115 - closed in finish()/discard()
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    def finish(self, content_type: str) -> Written:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        return Written(self.path, self.size, self._hash.hexdigest(), content_type)
+
+    def discard(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class MediaStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.absolute()
+
+    def _dir(self, business_id: str) -> Path:
+        # business_id is a validated identifier: it cannot climb out of the root.
+        d = self.root / business_id
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def open_partial(self, business_id: str, call_sid: str) -> PartialFile:
+        return PartialFile(self._dir(business_id) / f".{call_sid}.{uuid.uuid4().hex}.part")
+
+    def commit(self, written: Written, business_id: str, call_sid: str, recording_id: int) -> str:
+        """Rename the verified file into place; returns its path relative to the root."""
+        ext = EXTENSIONS.get(written.content_type, "bin")
+        final = self._dir(business_id) / f"{call_sid}-{recording_id}.{ext}"
+        os.replace(written.temp_path, final)
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return str(final.relative_to(self.root))
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def exists(self, rel: str | None) -> bool:
+        return bool(rel) and self.path(rel or "").is_file()
+
+    def delete(self, rel: str | None) -> None:
+        if rel:
+            self.path(rel).unlink(missing_ok=True)
+
+    def is_writable(self) -> bool:
+        self.root.mkdir(parents=True, exist_ok=True)
+        probe = self.root / f".probe-{uuid.uuid4().hex}"
+        try:
+            probe.write_bytes(b"ok")
+            probe.unlink()
+            return True
+        except OSError:
+            return False
