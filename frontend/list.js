@@ -34,6 +34,7 @@ export function createRow(status) {
 
   const main = el('div', 'rec-main');
   const title = el('span', 'rec-sid', status.call_sid);
+  title.title = status.call_sid; // the full sid when a narrow screen cuts it short
   title.id = `rec-${status.call_sid}`;
   const date = el('time', 'rec-date', formatDate(status.created_at));
   if (status.created_at) date.dateTime = status.created_at;
