@@ -156,6 +156,18 @@ def stream(call_sid: str) -> Response:
     return _send_media(recs, rec)
 
 
+class MediaResponse(Response):
+    """Keeps the representation headers on a 304, which werkzeug strips; SPEC wants them on every answer."""
+
+    def get_wsgi_headers(self, environ: Any) -> Any:
+        headers = super().get_wsgi_headers(environ)
+        if self.status_code == 304:
+            for name in ("Content-Type", "Last-Modified"):
+                if name in self.headers and name not in headers:
+                    headers[name] = self.headers[name]
+        return headers
+
+
 def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
     assert rec.file_path and rec.sha256 and rec.size_bytes is not None and rec.ready_at is not None
     path = recs.store.path(rec.file_path)
@@ -181,7 +193,7 @@ def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
                 yield from ranges.iter_body(plan, rep, fileobj)
 
         body = generate()
-    response = Response(body, status=plan.status, direct_passthrough=True)
+    response = MediaResponse(body, status=plan.status, direct_passthrough=True)
     for name, value in plan.headers:
         response.headers[name] = value
     response.headers["Cache-Control"] = "private, max-age=3600"

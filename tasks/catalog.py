@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     DateTime,
@@ -84,7 +85,7 @@ class RecordingRow:
             id=rec.id, business_id=rec.business_id, call_sid=rec.call_sid, media_url=rec.media_url,
             duration_seconds=rec.duration_seconds, state=rec.state, error=rec.error, attempts=rec.attempts,
             size_bytes=rec.size_bytes, content_type=rec.content_type, sha256=rec.sha256,
-            file_path=rec.file_path, created_at=_aware(rec.created_at), ready_at=_aware(rec.ready_at),
+            file_path=rec.file_path, created_at=_aware(rec.created_at) or utcnow(), ready_at=_aware(rec.ready_at),
         )
 
 
@@ -118,7 +119,7 @@ def _make_engine(settings: Settings) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
@@ -172,7 +173,7 @@ class Catalog:
             assert again is not None
             return again, False
 
-    def list(self, business_id: str, limit: int, before_id: int | None) -> list[RecordingRow]:
+    def page(self, business_id: str, limit: int, before_id: int | None) -> list[RecordingRow]:
         """Newest first; ``before_id`` is the cursor (the last id of the previous page)."""
         q = select(Recording).where(Recording.business_id == business_id)
         if before_id is not None:

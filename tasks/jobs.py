@@ -125,7 +125,7 @@ def delete_job(client: redis.Redis, business_id: str, call_sid: str) -> bool:
 
 def get_job(client: redis.Redis, business_id: str, call_sid: str) -> Job | None:
     raw = client.hgetall(keys.job(business_id, call_sid))
-    return Job.from_hash(business_id, call_sid, raw) if raw else None
+    return Job.from_hash(business_id, call_sid, {str(k): str(v) for k, v in raw.items()}) if raw else None
 
 
 def get_jobs(client: redis.Redis, business_id: str, call_sids: list[str]) -> dict[str, Job]:

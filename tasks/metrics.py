@@ -38,4 +38,4 @@ def count(client: redis.Redis, name: str, amount: int = 1) -> None:
 
 
 def read_counters(client: redis.Redis) -> dict[str, float]:
-    return {k: float(v) for k, v in client.hgetall(keys.METRICS).items()}
+    return {str(k): float(v) for k, v in client.hgetall(keys.METRICS).items()}

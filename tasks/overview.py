@@ -41,7 +41,7 @@ def business_overview(client: redis.Redis, settings: Settings, business_id: str)
 
 def overview(client: redis.Redis, settings: Settings, business_id: str | None = None) -> dict[str, Any]:
     """``{"queue_length", "businesses": [{"business_id", "limit", "active", "parked", "holders"}]}``."""
-    businesses = [business_id] if business_id else sorted(client.smembers(keys.BUSINESSES))
+    businesses = [business_id] if business_id else sorted(str(b) for b in client.smembers(keys.BUSINESSES))
     return {
         "queue_length": queue_length(client),
         "businesses": [business_overview(client, settings, b) for b in businesses],

@@ -81,7 +81,7 @@ class Recordings:
 
     def list(self, limit: int, before_id: int | None) -> tuple[list[Status], int | None]:
         """A page, newest first, and the cursor of the next page (None at the end)."""
-        rows = self.catalog.list(self.business_id, limit + 1, before_id)
+        rows = self.catalog.page(self.business_id, limit + 1, before_id)
         page = rows[:limit]
         found = get_jobs(self.client, self.business_id, [r.call_sid for r in page])
         statuses = [status_of(r, found.get(r.call_sid), self.store) for r in page]

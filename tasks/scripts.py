@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import redis
@@ -11,7 +11,7 @@ from redis.commands.core import Script
 LUA_DIR = Path(__file__).with_name("lua")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _source(name: str) -> str:
     lib = (LUA_DIR / "lib.lua").read_text()
     return lib + "\n" + (LUA_DIR / f"{name}.lua").read_text()

@@ -139,7 +139,7 @@ class BusinessSlots:
         return int(self.client.zcount(keys.holders(self.business_id), f"({now_ms}", "+inf"))
 
     def parked(self) -> list[str]:
-        return list(self.client.lrange(keys.parked(self.business_id), 0, -1))
+        return [str(c) for c in self.client.lrange(keys.parked(self.business_id), 0, -1)]
 
     def holders(self) -> list[Holder]:
         now_ms = self._now_ms()

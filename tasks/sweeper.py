@@ -86,7 +86,7 @@ def rerequest_forgotten(client: redis.Redis, settings: Settings, report: SweepRe
 def sweep(client: redis.Redis, settings: Settings, business_id: str | None = None) -> SweepReport:
     """One recovery pass over one business, or all of them."""
     report = SweepReport()
-    businesses = [business_id] if business_id else sorted(client.smembers(keys.BUSINESSES))
+    businesses = [business_id] if business_id else sorted(str(b) for b in client.smembers(keys.BUSINESSES))
     for biz in businesses:
         sweep_business(client, settings, biz, report)
     if business_id is None:

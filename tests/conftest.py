@@ -8,6 +8,7 @@ the tests that need it are skipped; in CI (CI=true) a missing redis-server is an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -276,10 +277,8 @@ class WorkerProcess:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (main process and pool children)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
         if sig == signal.SIGKILL:
             self.proc.wait(10)
 
@@ -290,10 +289,8 @@ class WorkerProcess:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # pool children left behind, if any
-        except ProcessLookupError:
-            pass
         self._log.close()
 
 
