@@ -39,7 +39,7 @@ const dom = {
 };
 
 /** The signed-in view: one token, its API client and the rows shown. Replaced when the fragment changes. */
-let session = null;
+let view = null;
 /** The recording being prepared (POST fetch and polling), with the controller that cancels it. */
 let preparing = null;
 /** The recording shown in the player dock. */
@@ -63,7 +63,7 @@ const player = new Player(byId('player'), {
 });
 
 function rowOf(sid) {
-  return session?.rows.get(sid) ?? null;
+  return view?.rows.get(sid) ?? null;
 }
 
 function setState(sid, state, change = {}) {
@@ -118,7 +118,7 @@ function start() {
 
   const token = tokenFromHash(window.location.hash);
   if (!token) {
-    session = null;
+    view = null;
     dom.section.hidden = true;
     dom.business.hidden = true;
     showNotice(
@@ -127,7 +127,7 @@ function start() {
     );
     return;
   }
-  session = { api: createApi({ token }), rows: new Map(), nextCursor: null, loading: false, loaded: false };
+  view = { api: createApi({ token }), rows: new Map(), nextCursor: null, loading: false, loaded: false };
   const business = businessFromToken(token);
   dom.business.textContent = business ?? '';
   dom.business.hidden = !business;
@@ -136,7 +136,7 @@ function start() {
 }
 
 async function loadPage({ moveFocus }) {
-  const current = session;
+  const current = view;
   if (!current || current.loading) return;
   current.loading = true;
   dom.list.setAttribute('aria-busy', 'true');
@@ -145,7 +145,7 @@ async function loadPage({ moveFocus }) {
   dom.skeleton.hidden = current.loaded;
   try {
     const { items, nextCursor } = await current.api.listRecordings({ cursor: current.nextCursor, limit: PAGE_SIZE });
-    if (current !== session) return;
+    if (current !== view) return;
     hideNotice();
     const added = [];
     for (const status of items) {
@@ -160,11 +160,11 @@ async function loadPage({ moveFocus }) {
     if (moveFocus && added.length) added[0].querySelector('[data-action="play"]').focus();
     if (moveFocus) announce(`${added.length} more recordings`);
   } catch (error) {
-    if (current !== session) return;
+    if (current !== view) return;
     if (error instanceof ApiError && error.isUnauthorized) showUnauthorized();
     else showNotice('Recordings could not be loaded', error.message, () => loadPage({ moveFocus: false }));
   } finally {
-    if (current === session) {
+    if (current === view) {
       current.loading = false;
       dom.list.setAttribute('aria-busy', 'false');
       dom.skeleton.hidden = true;
@@ -210,7 +210,7 @@ function cancelPreparing() {
 }
 
 async function prepareAndPlay(sid) {
-  const current = session;
+  const current = view;
   cancelPreparing();
   if (selectedSid && selectedSid !== sid && rowOf(selectedSid)?.dataset.state !== 'error') {
     setState(selectedSid, 'idle');
@@ -278,7 +278,7 @@ function onPlayerState(sid, state) {
 
 /** The audio element gave up (often an expired stream URL after a long pause): re-sign once and resume. */
 async function onMediaError(sid, mediaError) {
-  const current = session;
+  const current = view;
   const now = Date.now();
   if (!current || now - (lastRecovery.get(sid) ?? 0) < MEDIA_RECOVERY_INTERVAL_MS) {
     fail(sid, `The audio could not be played${mediaError?.message ? ` (${mediaError.message})` : ''}.`);
@@ -289,7 +289,7 @@ async function onMediaError(sid, mediaError) {
   const wasPlaying = ['playing', 'preparing'].includes(rowOf(sid)?.dataset.state);
   try {
     const { status } = await current.api.getStatus(sid);
-    if (player.loadedSid !== sid || current !== session) return;
+    if (player.loadedSid !== sid || current !== view) return;
     setState(sid, undefined, { status });
     if (status?.status !== 'ready' || !status.stream_url) {
       fail(sid, failureReason(status));
@@ -304,7 +304,7 @@ async function onMediaError(sid, mediaError) {
 
 async function freshStreamUrl(sid) {
   try {
-    const { status } = await session.api.getStatus(sid);
+    const { status } = await view.api.getStatus(sid);
     return status?.status === 'ready' ? status.stream_url ?? null : null;
   } catch (error) {
     handleRecordingError(sid, error);
