@@ -146,13 +146,6 @@ class Settings:
         raise ConfigError("RECPLAY_SECRET_KEY is not set (set RECPLAY_DEV=1 for a development key)")
 
 
-def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = os.environ.get(name, "").strip().lower() or default
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-    return value
-
-
 def _trust_proxy(raw: str) -> int:
     """RECPLAY_TRUST_PROXY: empty/0/false trusts no forwarding header; 1/true one proxy; N that many."""
     raw = raw.strip().lower()
