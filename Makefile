@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 5000
 
-.PHONY: install install-test run test lint pytest clean
+.PHONY: install install-test run test lint jstest pytest clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,10 +27,14 @@ lint: install-test
 	$(VENV)/bin/ruff check api tasks tests scripts celeryconfig.py
 	$(VENV)/bin/mypy api tasks
 
+# The web player's pure modules (polling and backoff, API client, time, keys, preferences): Node's test runner.
+jstest:
+	node --test frontend/tests/
+
 pytest: install-test
 	$(PY) -m pytest
 
-test: lint pytest
+test: lint jstest pytest
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import threading
@@ -11,16 +12,16 @@ from dataclasses import dataclass, field
 import redis
 from celery import Task
 
-from tasks import app, keys, metrics, signals
+from tasks import app, keys, logs, metrics, signals
 from tasks.catalog import Catalog
 from tasks.dispatch import MESSAGE_VERSION, send_download, send_handed
 from tasks.errors import LeaseLost, ProviderError
 from tasks.jobs import finish_job, new_task_id
-from tasks.providers import Fetcher, new_session
+from tasks.providers import Fetcher, fetch_recording, new_session
 from tasks.redis_client import get_redis
 from tasks.semaphore import Acquired, BusinessSlots, Parked, slot
 from tasks.settings import Settings, get_settings
-from tasks.store import MediaStore
+from tasks.store import media_store
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,9 @@ class Heartbeat:
         self.slots, self.call_sid, self.fence = slots, call_sid, fence
         self.lost = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{call_sid}", daemon=True)
+        # The thread logs with its task's job fields (tasks.logs keeps them in a context variable).
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                        name=f"lease-{call_sid}", daemon=True)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -123,8 +126,9 @@ class Attempt:
                                         reopen=state.claimed)
 
     def _download(self, slots: BusinessSlots, got: Acquired, state: _AttemptState) -> str:
+        logs.bind(attempt=got.attempts)
         client, settings = slots.client, self.settings
-        catalog, store = Catalog(settings), MediaStore(settings.media_dir)
+        catalog, store = Catalog(settings), media_store(settings)
         ctx = f"{self.ctx} attempt={got.attempts}"
         rec = catalog.get(self.business_id, self.call_sid)
         job_recording = client.hget(keys.job(self.business_id, self.call_sid), "recording_id")
@@ -143,7 +147,7 @@ class Attempt:
         partial = store.open_partial(self.business_id, self.call_sid)
         try:
             with beat:
-                written = _fetcher(settings).fetch(rec.media_url, partial, stop=beat.lost)
+                written = fetch_recording(_fetcher(settings), catalog, rec, partial, stop=beat.lost)
             if beat.lost.is_set():
                 raise LeaseLost("slot lease lost during the download")
         except LeaseLost:

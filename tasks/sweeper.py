@@ -127,7 +127,7 @@ def rerequest_forgotten(client: redis.Redis, settings: Settings, report: SweepRe
                 continue
             else:
                 continue
-            result = request_job(client, settings, rec.business_id, rec.call_sid, media_url=rec.media_url,
+            result = request_job(client, settings, rec.business_id, rec.call_sid, media_url=rec.media_url or "",
                                  recording_id=rec.id, mode=mode)
             if result.outcome == "enqueued" and result.task_id:
                 send_download(rec.business_id, rec.call_sid, result.task_id)
