@@ -145,6 +145,7 @@ def test_a_node_killed_while_holding_the_only_slot_lets_every_parked_job_complet
         api.register(f"CA{i}", provider.add(f"/biz1/{i}.wav", body=AUDIO))
     api.fetch("CA0")
     holder = wait_holder(rclient, "biz1", "CA0")
+    wait_for(lambda: provider.requests["/biz1/0.wav"] == 1, 20, "the download to reach the provider")
     for i in range(1, 5):
         api.fetch(f"CA{i}")
     slots = BusinessSlots(rclient, "biz1", settings)

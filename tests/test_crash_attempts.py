@@ -11,7 +11,7 @@ import dataclasses
 import threading
 import time
 
-from tasks import keys, signals
+from tasks import download, keys, signals
 from tasks.catalog import Catalog
 from tasks.download import Attempt, Heartbeat
 from tasks.jobs import get_job
@@ -35,11 +35,29 @@ def ask(rclient, settings, call_sid, url):
 
 
 def in_thread(attempt):
-    """Run ``attempt`` in a thread; returns (thread, result holder)."""
+    """Run ``attempt`` in a thread, as a worker thread would; returns (thread, result holder)."""
     result: dict[str, str] = {}
-    thread = threading.Thread(target=lambda: result.setdefault("outcome", attempt.run()), daemon=True)
+
+    def target() -> None:
+        try:
+            result["outcome"] = attempt.run()
+        finally:
+            # A worker thread keeps its provider session for its whole life; this one ends here.
+            fetcher = getattr(download._local, "fetcher", None)
+            if fetcher is not None:
+                fetcher.session.close()
+
+    thread = threading.Thread(target=target, daemon=True)
     thread.start()
     return thread, result
+
+
+def run(attempt):
+    """Run ``attempt`` to its end, in a thread of its own as a worker would: what it binds to its logging
+    context stays there."""
+    thread, result = in_thread(attempt)
+    thread.join(60)
+    return result["outcome"]
 
 
 def reclaim(rclient, settings, call_sid):
@@ -88,7 +106,7 @@ def test_an_attempt_finishing_after_it_was_superseded_cannot_overwrite_the_newer
     # When A's lease is reclaimed, and attempt B runs and stores the provider's new media
     task_b = reclaim(rclient, settings, "CA1")
     provider.add("/biz1/a.wav", Behaviour(body=NEW))
-    assert Attempt(BIZ, "CA1", task_b, "wB", settings).run() == "ready"
+    assert run(Attempt(BIZ, "CA1", task_b, "wB", settings)) == "ready"
     assert_stored_whole(settings, BIZ, "CA1", NEW)
 
     # And then A gets its whole (old) body
@@ -111,7 +129,7 @@ def test_a_result_that_cannot_be_stored_becomes_a_retry_and_the_retry_stores_it(
     blocker.mkdir(parents=True)
 
     # When an attempt downloads the media and claims the result
-    assert Attempt(BIZ, "CA1", task_id, "w1", settings).run() == "retry"
+    assert run(Attempt(BIZ, "CA1", task_id, "w1", settings)) == "retry"
 
     # Then the claim is reopened into a retry: the job is queued again with its attempt counted
     job = get_job(rclient, BIZ, "CA1")
@@ -123,7 +141,7 @@ def test_a_result_that_cannot_be_stored_becomes_a_retry_and_the_retry_stores_it(
 
     # And once the store can take it, the retry stores it whole
     blocker.rmdir()
-    assert Attempt(BIZ, "CA1", job.task_id, "w1", settings).run() == "ready"
+    assert run(Attempt(BIZ, "CA1", job.task_id, "w1", settings)) == "ready"
     assert_stored_whole(settings, BIZ, "CA1", OLD)
     assert get_job(rclient, BIZ, "CA1").attempts == 2
     assert provider.downloads["/biz1/a.wav"] == 2
