@@ -34,12 +34,18 @@ def run(smoke: bool) -> Values:
         random.shuffle(wanted)
         spec = spec_file({"base": base, "requests": wanted,
                           "tokens": {b: harness.token_for(b) for b in jobs}})
+        st.profile_start()
+        api_cpu = st.cpu_seconds("api")
         try:
             client = st.client("burst", spec)
         finally:
             remove(spec)
+        api_cpu = st.cpu_seconds("api") - api_cpu
         done = harness.wait_ready(jobs, timeout=120)
-        makespan = max(done.values()) - client.output["started"]
+        st.profile_stop()
+        started = client.output["started"]
+        makespan = max(done.values()) - started
+        created = [int(c) / 1000 for b, calls in jobs.items() for (c,) in harness.job_fields(b, calls, "created_at")]
         downloads = st.provider.total_downloads()
         rss = st.peak_rss_mib()
         return {
@@ -49,7 +55,9 @@ def run(smoke: bool) -> Values:
             "duplicates": downloads - len(items),
             "max_in_flight": max(st.provider.max_in_flight.values()),
             "limit": limit,
-            "answered": client.output["last_answer"] - client.output["started"],
+            "answered": client.output["last_answer"] - started,
+            "enqueued": max(created) - started,
+            "api_cpu_ms": api_cpu / len(wanted) * 1000,
             "bad_answers": sum(n for s, n in client.output["statuses"].items() if s not in ("200", "202")),
             "loadgen_cpu": client.cpu_seconds,
             "rss_api": rss.get("api"),
@@ -72,6 +80,8 @@ SCENARIO = Scenario(
         Metric("max_in_flight", "most downloads in flight for one business", ""),
         Metric("limit", "limit per business", ""),
         Metric("answered", "API answered all requests after", "s"),
+        Metric("enqueued", "last recording's job created after", "s"),
+        Metric("api_cpu_ms", "API CPU per request", "ms"),
         Metric("bad_answers", "answers other than 200/202", ""),
         Metric("loadgen_cpu", "load generator CPU", "s"),
         Metric("rss_api", "peak RSS, API (gunicorn tree)", "MiB", 1),

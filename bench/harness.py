@@ -209,6 +209,7 @@ class Stack:
     workdir: Path = field(init=False)
     env: dict[str, str] = field(init=False)
     services: list[Service] = field(default_factory=list, init=False)
+    profilers: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False)
     provider: TimedProvider = field(init=False)
     rss: RssSampler = field(init=False)
     redis_port: int = field(init=False)
@@ -267,6 +268,7 @@ class Stack:
 
     def close(self) -> None:
         self.rss.stop()
+        self.profile_stop()
         for service in reversed(self.services):
             service.stop()
         self.provider.stop()
@@ -319,6 +321,52 @@ class Stack:
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _http_ok(url + "/healthz", service), 60, "the API to answer", interval=0.1)
         return url
+
+    def profile_start(self, label: str = "", roles: tuple[str, ...] = ("api", "worker")) -> None:
+        """With BENCH_PROFILE=DIR, sample each role's process tree with py-spy into DIR/<stack>-<label><role>.txt
+        (collapsed stacks) until :meth:`profile_stop`. Samples are of the thread holding the GIL (Python's CPU
+        time), or of every thread, waiting ones included (wall time), with BENCH_PROFILE_MODE=wall."""
+        out = os.environ.get("BENCH_PROFILE")
+        if not out:
+            return
+        Path(out).mkdir(parents=True, exist_ok=True)
+        exe = shutil.which("py-spy", path=str(Path(PY).parent)) or "py-spy"
+        mode = ["--idle"] if os.environ.get("BENCH_PROFILE_MODE") == "wall" else ["--gil"]
+        for role in roles:
+            for i, pid in enumerate(self.rss.roots.get(role, [])):
+                if psutil.pid_exists(pid):
+                    path = Path(out) / f"{self.name}-{label}{role}{i or ''}.txt"
+                    self.profilers.append(subprocess.Popen(
+                        [exe, "record", "--subprocesses", "--nonblocking", "--format", "raw", "--rate", "250",
+                         *mode, "-o", str(path), "-p", str(pid)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                    ))
+        time.sleep(0.5 if self.profilers else 0)  # let py-spy attach
+
+    def profile_stop(self) -> None:
+        for profiler in self.profilers:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        for profiler in self.profilers:
+            try:
+                profiler.wait(30)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+        self.profilers.clear()
+
+    def cpu_seconds(self, role: str) -> float:
+        """CPU time (user + system) used so far by the live processes of a role's trees."""
+        total = 0.0
+        for pid in self.rss.roots.get(role, []):
+            try:
+                root = psutil.Process(pid)
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for proc in tree:
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    total += times.user + times.system
+        return total
 
     def nginx(self, server_blocks: str) -> tuple[int, Service]:
         """Debian's nginx with its own prefix and configuration; ``server_blocks`` may use ``{port}``."""

@@ -35,17 +35,23 @@ def run(smoke: bool) -> Values:
         harness.register_all(base, items)
         spec = spec_file({"base": base, "tokens": {b: harness.token_for(b) for b in jobs},
                           "requests": [[b, c] for b, c, _ in items], "threads": CLIENT_THREADS})
+        st.profile_start()
+        api_cpu, worker_cpu = st.cpu_seconds("api"), st.cpu_seconds("worker")
         try:
             ours = st.client("flood", spec)
         finally:
             remove(spec)
         done = harness.wait_ready(jobs, timeout=300)
+        api_cpu, worker_cpu = st.cpu_seconds("api") - api_cpu, st.cpu_seconds("worker") - worker_cpu
+        st.profile_stop()
         elapsed = max(done.values()) - ours.output["started"]
         downloads = st.provider.total_downloads()
         rss = st.peak_rss_mib()
         worker.stop()
 
         st.worker(concurrency=CONCURRENCY, app="bench.noop_app", name="noop", role="peer_worker")
+        st.profile_start("peer-", roles=("peer_worker",))
+        peer_cpu = st.cpu_seconds("peer_worker")
         from tasks.redis_client import get_redis
 
         redis = get_redis()
@@ -56,6 +62,8 @@ def run(smoke: bool) -> Values:
             remove(spec)
         harness.wait_for(lambda: redis.llen(DONE_KEY) >= count, 300, "every no-op task to run", interval=0.05)
         peer_elapsed = max(float(x.split()[1]) for x in redis.lrange(DONE_KEY, 0, -1)) - peer.output["started"]
+        peer_cpu = st.cpu_seconds("peer_worker") - peer_cpu
+        st.profile_stop()
         peer_rss = st.peak_rss_mib()
         return {
             "ratio": elapsed / peer_elapsed,
@@ -65,6 +73,11 @@ def run(smoke: bool) -> Values:
             "peer_per_task_ms": peer_elapsed / count * 1000,
             "api_accepted": ours.output["ended"] - ours.output["started"],
             "peer_sent": peer.output["ended"] - peer.output["started"],
+            "api_cpu_ms": api_cpu / count * 1000,
+            "worker_cpu_ms": worker_cpu / count * 1000,
+            "loadgen_cpu_ms": ours.cpu_seconds / count * 1000,
+            "peer_worker_cpu_ms": peer_cpu / count * 1000,
+            "peer_loadgen_cpu_ms": peer.cpu_seconds / count * 1000,
             "duplicates": downloads - count,
             "loadgen_cpu": ours.cpu_seconds,
             "peer_loadgen_cpu": peer.cpu_seconds,
@@ -92,6 +105,11 @@ SCENARIO = Scenario(
         Metric("peer_per_task_ms", "bare Celery per task", "ms"),
         Metric("api_accepted", "recplay: API answered every request after", "s"),
         Metric("peer_sent", "bare Celery: every task sent after", "s"),
+        Metric("api_cpu_ms", "recplay: API CPU per recording", "ms"),
+        Metric("worker_cpu_ms", "recplay: worker CPU per recording", "ms"),
+        Metric("loadgen_cpu_ms", "recplay: load generator CPU per recording", "ms"),
+        Metric("peer_worker_cpu_ms", "bare Celery: worker CPU per task", "ms"),
+        Metric("peer_loadgen_cpu_ms", "bare Celery: load generator (sender) CPU per task", "ms"),
         Metric("duplicates", "duplicate downloads", ""),
         Metric("loadgen_cpu", "load generator CPU, recplay", "s"),
         Metric("peer_loadgen_cpu", "load generator CPU, bare Celery", "s"),

@@ -110,16 +110,22 @@ def run(smoke: bool) -> Values:
         for name, target in targets.items():
             if target is None:
                 SCENARIO.notes.append(NOT_MEASURED)
-                values |= {f"{name}_rps": None, f"{name}_mbs": None, f"{name}_p99": None, f"{name}_wrk_cpu": None}
+                values |= {f"{name}_{m}": None for m in ("rps", "mbs", "p99", "wrk_cpu", "api_cpu", "nginx_cpu")}
                 continue
             _wrk(st, target[0], target[1], 1, size)  # warm up: connections, page cache
+            st.profile_start(f"{name}-", roles=("api",))
+            api_cpu, nginx_cpu = st.cpu_seconds("api"), st.cpu_seconds("nginx")
             out, wrk_cpu = _wrk(st, target[0], target[1], seconds, size)
             elapsed = out["duration_us"] / 1e6
+            api_cpu, nginx_cpu = st.cpu_seconds("api") - api_cpu, st.cpu_seconds("nginx") - nginx_cpu
+            st.profile_stop()
             values |= {
                 f"{name}_rps": out["requests"] / elapsed,
                 f"{name}_mbs": out["requests"] * CHUNK / elapsed / 1e6,
                 f"{name}_p99": out["p99_us"] / 1000,
                 f"{name}_wrk_cpu": wrk_cpu,
+                f"{name}_api_cpu": api_cpu / elapsed,
+                f"{name}_nginx_cpu": nginx_cpu / elapsed,
             }
         direct = values["direct_rps"] or 0.0
         values["xaccel_ratio"] = values["xaccel_rps"] / direct if values["xaccel_rps"] is not None else None
@@ -145,14 +151,20 @@ SCENARIO = Scenario(
         Metric("direct_mbs", "direct nginx: body MB/s", "MB/s", 4),
         Metric("direct_p99", "direct nginx: latency p99", "ms"),
         Metric("direct_wrk_cpu", "direct nginx: wrk CPU (cores)", ""),
+        Metric("direct_api_cpu", "direct nginx: API CPU (cores)", ""),
+        Metric("direct_nginx_cpu", "direct nginx: nginx CPU (cores)", ""),
         Metric("xaccel_rps", "X-Accel: requests/s", "/s", 4),
         Metric("xaccel_mbs", "X-Accel: body MB/s", "MB/s", 4),
         Metric("xaccel_p99", "X-Accel: latency p99", "ms"),
         Metric("xaccel_wrk_cpu", "X-Accel: wrk CPU (cores)", ""),
+        Metric("xaccel_api_cpu", "X-Accel: API CPU (cores)", ""),
+        Metric("xaccel_nginx_cpu", "X-Accel: nginx CPU (cores)", ""),
         Metric("gunicorn_rps", "gunicorn: requests/s", "/s", 4),
         Metric("gunicorn_mbs", "gunicorn: body MB/s", "MB/s", 4),
         Metric("gunicorn_p99", "gunicorn: latency p99", "ms"),
         Metric("gunicorn_wrk_cpu", "gunicorn: wrk CPU (cores)", ""),
+        Metric("gunicorn_api_cpu", "gunicorn: API CPU (cores)", ""),
+        Metric("gunicorn_nginx_cpu", "gunicorn: nginx CPU (cores)", ""),
         Metric("rss_api", "peak RSS, API (both gunicorn trees)", "MiB", 1),
         Metric("rss_worker", "peak RSS, worker (celery tree, setup only)", "MiB", 1),
         Metric("rss_nginx", "peak RSS, nginx", "MiB", 1),
