@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 5000
 
-.PHONY: install install-test install-bench run test lint pytest bench bench-smoke clean
+.PHONY: install install-test install-bench run test lint jstest pytest bench bench-smoke clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,10 +33,14 @@ lint: install-test
 	$(VENV)/bin/ruff check api tasks tests scripts celeryconfig.py
 	$(VENV)/bin/mypy api tasks
 
+# The web player's pure modules (polling and backoff, API client, time, keys, preferences): Node's test runner.
+jstest:
+	node --test frontend/tests/
+
 pytest: install-test
 	$(PY) -m pytest
 
-test: lint pytest
+test: lint jstest pytest
 
 # Benchmarks (not part of the test suite): each scenario 5 times, results in bench/RESULTS.md. Needs redis-server,
 # nginx and wrk. bench-smoke runs every scenario once at a tenth of its size (bench/out/RESULTS-smoke.md).

@@ -86,9 +86,9 @@ def request_job(
         args=[call_sid, task_id, media_url, recording_id, settings.dedup_seconds * 1000,
               settings.queued_deadline_seconds * 1000, mode],
     )
-    client.sadd(keys.BUSINESSES, business_id)
     kind = reply[0]
     if kind == "enqueued":
+        client.sadd(keys.BUSINESSES, business_id)
         return RequestResult("enqueued", task_id=reply[1], status="queued")
     if kind == "exists":
         return RequestResult("exists", status=reply[1])

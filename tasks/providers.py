@@ -159,7 +159,7 @@ class Fetcher:
                     allow_redirects=False,
                     auth=auth if same_origin else None,  # never send credentials to another host
                     timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                    headers={"Accept": "audio/*"},
+                    headers={"Accept": "audio/*", "Accept-Encoding": "identity"},
                 )
             except requests.RequestException as exc:
                 raise ProviderError(f"provider unreachable: {type(exc).__name__}", permanent=False) from exc

@@ -173,3 +173,22 @@ def test_the_other_business_token_cannot_see_the_recording_list_items(api, provi
     api.register("CA1", provider.url("/biz1/a.mp3"))
     other = api.client.get("/api/recordings", headers={"Authorization": f"Bearer {token_for('biz2')}"})
     assert other.get_json()["items"] == []
+
+
+def test_the_player_page_and_its_modules_are_served_and_revalidated(app):
+    client = app.test_client()
+    with client.get("/") as page:
+        assert page.status_code == 200
+        assert page.headers["Cache-Control"] == "no-cache"
+    with client.get("/static/app.js") as script:
+        assert script.status_code == 200
+        assert script.headers["Cache-Control"] == "no-cache"
+        etag = script.headers["ETag"]
+    with client.get("/static/app.js", headers={"If-None-Match": etag}) as again:
+        assert again.status_code == 304
+
+
+@pytest.mark.parametrize("path", ["/static/package.json", "/static/tests/api.test.js", "/static/../setup.cfg",
+                                  "/static/nothing.js"])
+def test_only_the_players_assets_are_served(app, path):
+    assert app.test_client().get(path).status_code == 404

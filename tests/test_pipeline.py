@@ -74,4 +74,10 @@ def test_a_business_at_its_limit_holds_no_worker(api_for, provider, procs, rclie
     assert provider.max_in_flight["bizB"] == 1
     parked = len(BusinessSlots(rclient, "bizA", settings).parked())
     assert parked >= 30
-    print(f"B ready {waited:.2f}s after asking; A had {parked} jobs parked")
+
+    # And A's backlog drains through its two slots, each job downloaded once
+    for i in range(40):
+        a.wait_status(f"CA{i}", {"ready"}, 60)
+    assert [provider.downloads[f"/bizA/{i}.wav"] for i in range(40)] == [1] * 40
+    assert provider.max_in_flight["bizA"] == 2
+    assert_quiescent()

@@ -1,0 +1,316 @@
+/**
+ * The recplay web player: lists a business's recordings and plays one at a time.
+ *
+ * Nothing is fetched from the provider until a person presses play: a click POSTs `fetch`, the page polls the
+ * status with backoff (poll.js), and once the recording is ready the audio element streams its signed URL.
+ */
+
+import { ApiError, businessFromToken, createApi, tokenFromHash } from './api.js';
+import { failureReason } from './labels.js';
+import { createRow, updateRow } from './list.js';
+import { Player } from './player.js';
+import { abortableSleep, waitUntilReady } from './poll.js';
+
+const PAGE_SIZE = 50;
+
+/** A media error is repaired by re-signing the stream URL at most once in this many milliseconds. */
+const MEDIA_RECOVERY_INTERVAL_MS = 60_000;
+
+const PROGRESS_MESSAGES = Object.freeze({
+  new: 'Preparing…',
+  queued: 'Queued: waiting for a download slot…',
+  processing: 'Fetching the recording from the provider…',
+  ready: 'Loading…',
+});
+
+const byId = (id) => document.getElementById(id);
+const dom = {
+  business: byId('business'),
+  notice: byId('notice'),
+  noticeTitle: byId('notice-title'),
+  noticeText: byId('notice-text'),
+  noticeAction: byId('notice-action'),
+  section: byId('recordings-section'),
+  list: byId('recordings'),
+  skeleton: byId('list-skeleton'),
+  empty: byId('empty'),
+  more: byId('load-more'),
+  announcer: byId('announcer'),
+};
+
+/** The signed-in view: one token, its API client and the rows shown. Replaced when the fragment changes. */
+let view = null;
+/** The recording being prepared (POST fetch and polling), with the controller that cancels it. */
+let preparing = null;
+/** The recording shown in the player dock. */
+let selectedSid = null;
+/** When each recording's stream URL was last re-signed after a media error. */
+const lastRecovery = new Map();
+
+function localStore() {
+  try {
+    return window.localStorage;
+  } catch {
+    return null;
+  }
+}
+
+const player = new Player(byId('player'), {
+  onState: onPlayerState,
+  onMediaError,
+  freshStreamUrl,
+  storage: localStore(),
+});
+
+function rowOf(sid) {
+  return view?.rows.get(sid) ?? null;
+}
+
+function setState(sid, state, change = {}) {
+  const row = rowOf(sid);
+  if (row) updateRow(row, { ...change, state });
+}
+
+function announce(text) {
+  dom.announcer.textContent = '';
+  // A fresh text node on the next frame is announced even when it repeats the last message.
+  requestAnimationFrame(() => {
+    dom.announcer.textContent = text;
+  });
+}
+
+// ---- notices -------------------------------------------------------------------------------------------
+
+function showNotice(title, text, action = null) {
+  dom.noticeTitle.textContent = title;
+  dom.noticeText.textContent = text;
+  dom.noticeAction.hidden = !action;
+  dom.noticeAction.onclick = action;
+  dom.notice.setAttribute('role', 'alert');
+  dom.notice.hidden = false;
+}
+
+function hideNotice() {
+  dom.notice.hidden = true;
+  dom.notice.removeAttribute('role');
+}
+
+function showUnauthorized() {
+  cancelPreparing();
+  if (selectedSid) setState(selectedSid, 'idle');
+  selectedSid = null;
+  player.close();
+  showNotice(
+    'Your access link has expired',
+    'This link is no longer valid. Open recplay again from your application to get a fresh link.',
+  );
+}
+
+// ---- the list ------------------------------------------------------------------------------------------
+
+function start() {
+  cancelPreparing();
+  player.close();
+  selectedSid = null;
+  lastRecovery.clear();
+  dom.list.replaceChildren();
+  hideNotice();
+
+  const token = tokenFromHash(window.location.hash);
+  if (!token) {
+    view = null;
+    dom.section.hidden = true;
+    dom.business.hidden = true;
+    showNotice(
+      'Open recplay from your application',
+      'This page needs an access link: your application opens it with a token at the end of the address (#token=…).',
+    );
+    return;
+  }
+  view = { api: createApi({ token }), rows: new Map(), nextCursor: null, loading: false, loaded: false };
+  const business = businessFromToken(token);
+  dom.business.textContent = business ?? '';
+  dom.business.hidden = !business;
+  dom.section.hidden = false;
+  loadPage({ moveFocus: false });
+}
+
+async function loadPage({ moveFocus }) {
+  const current = view;
+  if (!current || current.loading) return;
+  current.loading = true;
+  dom.list.setAttribute('aria-busy', 'true');
+  dom.more.disabled = true;
+  dom.more.textContent = 'Loading…';
+  dom.skeleton.hidden = current.loaded;
+  try {
+    const { items, nextCursor } = await current.api.listRecordings({ cursor: current.nextCursor, limit: PAGE_SIZE });
+    if (current !== view) return;
+    hideNotice();
+    const added = [];
+    for (const status of items) {
+      if (!status?.call_sid || current.rows.has(status.call_sid)) continue;
+      const row = createRow(status);
+      current.rows.set(status.call_sid, row);
+      added.push(row);
+    }
+    dom.list.append(...added);
+    current.nextCursor = nextCursor;
+    current.loaded = true;
+    if (moveFocus && added.length) added[0].querySelector('[data-action="play"]').focus();
+    if (moveFocus) announce(`${added.length} more recordings`);
+  } catch (error) {
+    if (current !== view) return;
+    if (error instanceof ApiError && error.isUnauthorized) showUnauthorized();
+    else showNotice('Recordings could not be loaded', error.message, () => loadPage({ moveFocus: false }));
+  } finally {
+    if (current === view) {
+      current.loading = false;
+      dom.list.setAttribute('aria-busy', 'false');
+      dom.skeleton.hidden = true;
+      dom.empty.hidden = !current.loaded || current.rows.size > 0;
+      dom.more.hidden = !current.nextCursor;
+      dom.more.disabled = false;
+      dom.more.textContent = 'Load more';
+    }
+  }
+}
+
+dom.more.addEventListener('click', () => loadPage({ moveFocus: true }));
+
+dom.list.addEventListener('click', (event) => {
+  const button = event.target.closest('[data-action]');
+  const row = button?.closest('[data-call-sid]');
+  if (!row) return;
+  onPlayClicked(row.dataset.callSid);
+});
+
+// ---- playing -------------------------------------------------------------------------------------------
+
+/** Play, pause or resume: what one press of a row's play (or retry) button means in each state. */
+function onPlayClicked(sid) {
+  const row = rowOf(sid);
+  if (!row) return;
+  const { state } = row.dataset;
+  if (state === 'preparing') return; // already asked: a second press sends nothing
+  if (sid === player.loadedSid && state !== 'error') {
+    if (state === 'playing') player.pause();
+    else player.play();
+    return;
+  }
+  prepareAndPlay(sid);
+}
+
+function cancelPreparing() {
+  if (!preparing) return;
+  const { sid, abort } = preparing;
+  preparing = null;
+  abort.abort();
+  if (rowOf(sid)?.dataset.state === 'preparing') setState(sid, 'idle');
+}
+
+async function prepareAndPlay(sid) {
+  const current = view;
+  cancelPreparing();
+  if (selectedSid && selectedSid !== sid && rowOf(selectedSid)?.dataset.state !== 'error') {
+    setState(selectedSid, 'idle');
+  }
+  selectedSid = sid;
+  const abort = new AbortController();
+  preparing = { sid, abort };
+  const { signal } = abort;
+  setState(sid, 'preparing', { reason: '' });
+  player.prepare(sid, null);
+  announce(`Preparing recording ${sid}`);
+
+  try {
+    const status = await waitUntilReady({
+      start: () => current.api.requestMedia(sid, { signal }),
+      fetchStatus: () => current.api.getStatus(sid, { signal }),
+      sleep: abortableSleep,
+      signal,
+      onStatus: (latest) => {
+        setState(sid, 'preparing', { status: latest });
+        player.setMessage(PROGRESS_MESSAGES[latest?.status] ?? 'Preparing…');
+      },
+    });
+    if (preparing?.abort !== abort) return;
+    preparing = null;
+    if (status?.status === 'ready' && status.stream_url) {
+      player.load({ sid, streamUrl: status.stream_url, durationSeconds: status.duration_seconds ?? null });
+      await player.play();
+    } else {
+      fail(sid, failureReason(status));
+    }
+  } catch (error) {
+    if (signal.aborted) return;
+    if (preparing?.abort === abort) preparing = null;
+    handleRecordingError(sid, error);
+  }
+}
+
+/** Show why a recording cannot play, with its retry button, and close the dock if it showed that one. */
+function fail(sid, reason) {
+  setState(sid, 'error', { reason });
+  if (selectedSid === sid) {
+    selectedSid = null;
+    player.close();
+  }
+  announce(`Recording ${sid} cannot be played. ${reason}`);
+}
+
+function handleRecordingError(sid, error) {
+  if (error instanceof ApiError && error.isUnauthorized) {
+    showUnauthorized();
+    return;
+  }
+  fail(sid, error?.message || 'Something went wrong. Try again.');
+}
+
+function onPlayerState(sid, state) {
+  const row = rowOf(sid);
+  if (!row || selectedSid !== sid) return;
+  const before = row.dataset.state;
+  if (before === state) return;
+  setState(sid, state);
+  if (state === 'playing' && before === 'preparing') announce(`Playing recording ${sid}`);
+}
+
+/** The audio element gave up (often an expired stream URL after a long pause): re-sign once and resume. */
+async function onMediaError(sid, mediaError) {
+  const current = view;
+  const now = Date.now();
+  if (!current || now - (lastRecovery.get(sid) ?? 0) < MEDIA_RECOVERY_INTERVAL_MS) {
+    fail(sid, `The audio could not be played${mediaError?.message ? ` (${mediaError.message})` : ''}.`);
+    return;
+  }
+  lastRecovery.set(sid, now);
+  const resumeAt = player.audio.currentTime || 0;
+  const wasPlaying = ['playing', 'preparing'].includes(rowOf(sid)?.dataset.state);
+  try {
+    const { status } = await current.api.getStatus(sid);
+    if (player.loadedSid !== sid || current !== view) return;
+    setState(sid, undefined, { status });
+    if (status?.status !== 'ready' || !status.stream_url) {
+      fail(sid, failureReason(status));
+      return;
+    }
+    player.load({ sid, streamUrl: status.stream_url, durationSeconds: status.duration_seconds ?? null, resumeAt });
+    if (wasPlaying) await player.play();
+  } catch (error) {
+    handleRecordingError(sid, error);
+  }
+}
+
+async function freshStreamUrl(sid) {
+  try {
+    const { status } = await view.api.getStatus(sid);
+    return status?.status === 'ready' ? status.stream_url ?? null : null;
+  } catch (error) {
+    handleRecordingError(sid, error);
+    return null;
+  }
+}
+
+window.addEventListener('hashchange', start);
+start();
