@@ -50,6 +50,9 @@ def summarize(path: Path, top: int) -> str:
         return f"{path.name}: no samples\n"
     lines = [f"{path.name}: {total} on-CPU samples", "  inclusive:"]
     lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in inclusive.most_common(top)]
+    ours = [(name, n) for name, n in inclusive.most_common() if re.search(r"\((api|tasks)/", name)]
+    lines.append("  recplay's own functions, inclusive:")
+    lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in ours[:top]]
     lines.append("  self:")
     lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(top)]
     return "\n".join(lines) + "\n"
@@ -67,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["BENCH_PROFILE"] = str(out)
     print(load(args.key).run(args.smoke))
     for path in sorted(out.glob("*.txt")):
-        print(summarize(path, args.top))
+        summary = summarize(path, args.top)
+        path.with_suffix(".summary").write_text(summary)
+        print(summary)
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import statistics
 import sys
@@ -100,6 +101,9 @@ def render(results: list[tuple[Scenario, list[Values], str | None]], smoke: bool
             sections.append(f"| {m.label} | {fmt(med, m.digits)} | {spread} | {m.unit} |")
         for note in dict.fromkeys(scenario.notes):
             sections += ["", note]
+    findings = HERE / "FINDINGS.md"
+    if not smoke and findings.exists():
+        sections += ["", findings.read_text().rstrip()]
     return "\n".join(lines + sections) + "\n", all_met
 
 
@@ -118,14 +122,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--only", default="", help="comma-separated scenario keys: " + ",".join(ORDER))
     parser.add_argument("--out", default=None)
+    parser.add_argument("--render", metavar="JSON", help="only write the report again from a run's saved values")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     runs = args.runs or (1 if args.smoke else 5)
     keys = [k for k in args.only.split(",") if k] or ORDER
     out = Path(args.out) if args.out else (HERE / "out" / "RESULTS-smoke.md" if args.smoke else HERE / "RESULTS.md")
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        results = [(load(key), values, error) for key, values, error in saved["results"]]
+        text, _ = render(results, saved["smoke"], saved["runs"], saved["load_start"], saved["load_end"],
+                         datetime.fromisoformat(saved["started"]), saved["seconds"])
+        out.write_text(text)
+        print(f"wrote {out}")
+        return 0
     started, clock = datetime.now(UTC), time.monotonic()
     load_start = harness.load_average()
-    results: list[tuple[Scenario, list[Values], str | None]] = []
+    results = []
     failed = False
     for key in keys:
         scenario = load(key)
@@ -143,11 +156,17 @@ def main(argv: list[str] | None = None) -> int:
             shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in values[-1].items()}
             print(f"{key} run {i + 1}/{runs} ({time.monotonic() - t:.1f}s): {shown}", flush=True)
         results.append((scenario, values, error))
-    text, all_met = render(results, args.smoke, runs, load_start, harness.load_average(), started,
-                           time.monotonic() - clock)
+    load_end, seconds = harness.load_average(), time.monotonic() - clock
+    text, all_met = render(results, args.smoke, runs, load_start, load_end, started, seconds)
     out.parent.mkdir(parents=True, exist_ok=True)
+    saved_path = HERE / "out" / f"results{'-smoke' if args.smoke else ''}.json"
+    saved_path.parent.mkdir(parents=True, exist_ok=True)
+    saved_path.write_text(json.dumps({
+        "results": [(sc.key, values, error) for sc, values, error in results], "smoke": args.smoke, "runs": runs,
+        "load_start": load_start, "load_end": load_end, "started": started.isoformat(), "seconds": seconds,
+    }))
     out.write_text(text)
-    print(f"\nwrote {out} in {time.monotonic() - clock:.0f}s; every goal met: {all_met}")
+    print(f"\nwrote {out} (values in {saved_path}) in {seconds:.0f}s; every goal met: {all_met}")
     # A goal not met is a finding, not a failure; a scenario that could not run is.
     return 1 if failed else 0
 
