@@ -32,12 +32,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["recplay.settings"] = settings
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from api import frontend, ops, recordings
+    from api import frontend, metrics, ops, recordings
+    from tasks.logs import setup_logging
 
     app.register_blueprint(recordings.bp)
     app.register_blueprint(ops.bp)
+    metrics.init_app(app, settings)
     app.register_blueprint(frontend.bp)
     register_error_handlers(app)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging()
     return app

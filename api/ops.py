@@ -1,13 +1,16 @@
-"""Operations endpoints: liveness, readiness (and, with the operator tooling, metrics and overview)."""
+"""Operations endpoints: liveness, readiness, and the ops overview behind the admin token."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from api.auth import settings
+from api.auth import bearer_token, settings
+from api.errors import ApiError
 from tasks.catalog import Catalog
+from tasks.overview import overview as queue_overview
 from tasks.redis_client import get_redis
 from tasks.store import MediaStore
 
@@ -19,22 +22,60 @@ def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
+def _check(probe: Any) -> dict[str, Any]:
+    try:
+        result = probe()
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    return {"ok": True} if result is not False else {"ok": False, "error": "not writable"}
+
+
 @bp.get("/readyz")
 def readyz() -> Response:
-    checks: dict[str, dict[str, Any]] = {}
-    try:
-        get_redis().ping()
-        checks["redis"] = {"ok": True}
-    except Exception as exc:
-        checks["redis"] = {"ok": False, "error": type(exc).__name__}
-    try:
-        Catalog(settings()).ping()
-        checks["database"] = {"ok": True}
-    except Exception as exc:
-        checks["database"] = {"ok": False, "error": type(exc).__name__}
-    writable = MediaStore(settings().media_dir).is_writable()
-    checks["media_store"] = {"ok": writable} if writable else {"ok": False, "error": "not writable"}
+    """200 when Redis, the database and the media store all work; 503 naming the one that does not."""
+    checks = {
+        "redis": _check(lambda: get_redis().ping()),
+        "database": _check(lambda: Catalog(settings()).ping()),
+        "media_store": _check(lambda: MediaStore(settings().media_dir).is_writable()),
+    }
     ok = all(c["ok"] for c in checks.values())
     response = jsonify({"status": "ok" if ok else "unavailable", "checks": checks})
     response.status_code = 200 if ok else 503
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def require_admin() -> None:
+    """Let only the admin bearer token through.
+
+    Raises:
+        ApiError: 404 while no admin token is configured (the ops API is off), 401 without the admin token,
+            403 for a business token (it is valid, but not for this).
+    """
+    configured = settings().admin_token
+    if not configured:
+        raise ApiError(404, "not_found", "the ops API is disabled (RECPLAY_ADMIN_TOKEN is not set)")
+    given = bearer_token()
+    if given is None:
+        raise ApiError(401, "unauthorized", "missing admin bearer token",
+                       {"WWW-Authenticate": 'Bearer realm="recplay-ops"'})
+    if hmac.compare_digest(given.encode(), configured.encode()):
+        return
+    from tasks.access import verify_business_token
+    from tasks.errors import AccessDenied
+
+    try:
+        verify_business_token(settings(), given)
+    except AccessDenied:
+        raise ApiError(401, "unauthorized", "not the admin token",
+                       {"WWW-Authenticate": 'Bearer realm="recplay-ops"'}) from None
+    raise ApiError(403, "forbidden", "a business token cannot use the ops API")
+
+
+@bp.get("/api/ops/overview")
+def ops_overview() -> Response:
+    """The same JSON as ``recplay status --json``."""
+    require_admin()
+    response = jsonify(queue_overview(get_redis(), settings()))
+    response.headers["Cache-Control"] = "no-store"
     return response

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from celery import Celery
 
-# The task modules register themselves on import; workers and beat import them through ``include``.
-app = Celery("recplay", include=["tasks.download", "tasks.sweeper"])
+# The task modules register themselves on import; workers and beat import them through ``include``, with the
+# modules that hook the worker's signals (heartbeats, structured logs).
+app = Celery("recplay", include=["tasks.download", "tasks.sweeper", "tasks.workers", "tasks.logs"])
 app.config_from_object("celeryconfig")
 
 __all__ = ["app"]

@@ -7,6 +7,7 @@ true: ready recordings stay ready, and recordings someone asked for (``wanted``)
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -197,6 +198,17 @@ class Catalog:
                 )
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def mark_unwanted(self, business_id: str, call_sids: Sequence[str]) -> tuple[str, ...]:
+        """Return wanted recordings to ``new`` (their waiting jobs were purged); returns those changed."""
+        if not call_sids:
+            return ()
+        where = (Recording.business_id == business_id, Recording.call_sid.in_(call_sids),
+                 Recording.state == WANTED)
+        with Session(self.engine) as s, s.begin():
+            changed = tuple(s.scalars(select(Recording.call_sid).where(*where)))
+            s.execute(update(Recording).where(*where).values(state=NEW))
+            return changed
 
     def mark_failed(self, recording_id: int, error: str, attempts: int) -> None:
         with Session(self.engine) as s, s.begin():

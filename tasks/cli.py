@@ -1,18 +1,26 @@
-"""The ``recplay`` command: a click group over the same domain the API and the workers use."""
+"""The ``recplay`` command: a click group over the same domain the API and the workers use.
+
+Every repair lives in :mod:`tasks.repair`; the commands here parse, call and print. Options fall back to the
+environment (``REDIS_URL``, ``DATABASE_URL``, ``RECPLAY_DATA_DIR``, ``RECPLAY_PING_TIMEOUT``). Exit codes:
+0 done (also "Nothing to do"), 1 failed, 2 bad usage.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
-from tasks.errors import ConfigError, InvalidId
+from tasks.errors import InvalidId, RecplayError
 from tasks.ids import check_id
 
-# Exit codes: 0 done (also "nothing to do"), 1 failed, 2 bad usage (click's own).
 FAILED = 1
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _settings() -> Any:
@@ -27,41 +35,85 @@ def _client() -> Any:
     return get_redis()
 
 
-def _valid_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+def _valid_id(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return check_id(value, "id")
+        return check_id(value, param.name or "id")
     except InvalidId as exc:
         raise click.BadParameter(str(exc)) from exc
 
 
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(FAILED)
+
+
+def reports_errors(command: F) -> F:
+    """Turn the failures an operator can meet (Redis, broker or database down, bad config) into exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import redis
+        from kombu.exceptions import OperationalError
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return command(*args, **kwargs)
+        except redis.RedisError as exc:
+            _fail(f"Redis unreachable or refused the command: {exc}")
+        except OperationalError as exc:
+            _fail(f"the broker is unreachable: {exc}")
+        except SQLAlchemyError as exc:
+            _fail(f"the database is unreachable: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        except RecplayError as exc:
+            _fail(str(exc))
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _ping_timeout_option(command: F) -> F:
+    return click.option(
+        "--ping-timeout", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+        envvar="RECPLAY_PING_TIMEOUT",
+        help="Seconds to wait for workers to answer a ping (env RECPLAY_PING_TIMEOUT).",
+    )(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--redis-url", envvar="REDIS_URL", default=None, help="Redis URL (env REDIS_URL).")
-def cli(redis_url: str | None) -> None:
+@click.option("--database-url", envvar="DATABASE_URL", default=None,
+              help="Catalog database (env DATABASE_URL).")
+@click.option("--data-dir", envvar="RECPLAY_DATA_DIR", default=None,
+              help="Media store and SQLite directory (env RECPLAY_DATA_DIR).")
+def cli(redis_url: str | None, database_url: str | None, data_dir: str | None) -> None:
     """Operate recplay: tokens, the queue, the slots."""
-    import os
+    given = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, "RECPLAY_DATA_DIR": data_dir}
+    for name, value in given.items():
+        if value:
+            os.environ[name] = value
+    from tasks.redis_client import reset_redis
+    from tasks.settings import reset_settings
 
-    if redis_url:
-        os.environ["REDIS_URL"] = redis_url
+    reset_settings()
+    reset_redis()
 
 
 @cli.command()
 @click.argument("business_id", callback=_valid_id)
-@click.option("--ttl", type=click.IntRange(min=1), default=3600, show_default=True, help="Lifetime in seconds.")
+@click.option("--ttl", type=click.IntRange(min=1), default=3600, show_default=True,
+              help="Lifetime in seconds.")
+@reports_errors
 def token(business_id: str, ttl: int) -> None:
     """Print an access token for BUSINESS_ID."""
     from tasks.access import mint_token
 
-    try:
-        click.echo(mint_token(_settings(), business_id, ttl))
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(FAILED)
+    click.echo(mint_token(_settings(), business_id, ttl))
 
 
-def _print_overview(data: dict[str, Any]) -> None:
-    click.echo(f"queue length: {data['queue_length']}")
+def _print_overview(data: dict[str, Any], workers: dict[str, Any], heartbeat: float) -> None:
+    click.echo(f"queue length: {data['queue_length']} (download messages waiting for a worker)")
     if not data["businesses"]:
         click.echo("no businesses yet")
         return
@@ -69,29 +121,160 @@ def _print_overview(data: dict[str, Any]) -> None:
     for biz in data["businesses"]:
         click.echo(f"{biz['business_id']:<24} {biz['limit']:>5} {biz['active']:>6} {biz['parked']:>6}")
         for h in biz["holders"]:
-            worker = h["worker"] or "(reserved for a parked job)"
-            click.echo(f"    {h['call_sid']:<24} task {h['task_id']}  worker {worker}  "
-                       f"lease {h['lease_seconds_left']:.1f}s left")
+            if h["worker"] is None:
+                who = "reserved for a parked job (its task has not claimed it yet)"
+            else:
+                state = workers.get(h["worker"])
+                who = f"worker {h['worker']}" + (f" ({state.describe(heartbeat)})" if state else "")
+            lease = f"lease {h['lease_seconds_left']:.1f}s left"
+            click.echo(f"    {h['call_sid']:<24} task {h['task_id']}  {who}  {lease}")
 
 
 @cli.command()
 @click.option("--business", "business_id", callback=_valid_id, default=None, help="Only this business.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(business_id: str | None, as_json: bool) -> None:
-    """Per business: limit, active, parked, holders; and the queue length."""
-    import redis
-
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (workers are not pinged).")
+@_ping_timeout_option
+@reports_errors
+def status(business_id: str | None, as_json: bool, ping_timeout: float) -> None:
+    """Per business: limit, active, parked, holders (with their worker's state); and the queue length."""
     from tasks.overview import overview
 
-    try:
-        data = overview(_client(), _settings(), business_id)
-    except redis.RedisError as exc:
-        click.echo(f"error: Redis unreachable: {exc}", err=True)
-        sys.exit(FAILED)
+    client, settings = _client(), _settings()
+    data = overview(client, settings, business_id)
     if as_json:
         click.echo(json.dumps(data, indent=2))
+        return
+    from tasks import app
+    from tasks.workers import check_workers
+
+    names = {h["worker"] for b in data["businesses"] for h in b["holders"] if h["worker"]}
+    workers = check_workers(app, client, names, ping_timeout)
+    _print_overview(data, workers, settings.worker_heartbeat_seconds)
+
+
+def _print_plan(plan: Any) -> None:
+    click.echo("Plan:")
+    for r in plan.releases:
+        who = f"worker {r.worker}" if r.worker else "reservation"
+        click.echo(f"  release slot  {r.business_id}/{r.call_sid}  task {r.task_id}  {who}: {r.reason}")
+    for j in plan.jobs:
+        click.echo(f"  {j.action:<12}  {j.business_id}/{j.call_sid}: {j.reason}")
+
+
+@cli.command("purge-stuck")
+@click.option("--business", "business_id", callback=_valid_id, default=None, help="Only this business.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_ping_timeout_option
+@reports_errors
+def purge_stuck(business_id: str | None, dry_run: bool, as_json: bool, ping_timeout: float) -> None:
+    """Release slots whose lease expired or whose worker is gone; requeue their jobs; re-send overdue jobs.
+
+    A worker is gone when it missed its heartbeats or does not answer a ping; a slot is also released when
+    its worker answers but no longer runs the task holding it (it restarted under the same name). Free
+    slots then go to parked jobs.
+    """
+    from tasks import app
+    from tasks.repair import apply_repair, plan_repair
+
+    client, settings = _client(), _settings()
+    plan = plan_repair(app, client, settings, business_id, ping_timeout)
+    result = None if plan.empty or dry_run else apply_repair(client, settings, plan, business_id)
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, "nothing_to_do": plan.empty, "plan": plan.as_dict(),
+                               "done": result.as_dict() if result else None}, indent=2))
+        return
+    if plan.empty:
+        click.echo("Nothing to do: no expired lease, no gone worker, no stuck job.")
+        return
+    _print_plan(plan)
+    if result is None:
+        click.echo("Dry run: nothing changed.")
+        return
+    sweep = result.sweep
+    click.echo(f"Done: released {len(result.evicted) + sweep.reclaimed} slots ({len(result.evicted)} of gone "
+               f"workers, {sweep.reclaimed} expired), sent {len(sweep.dispatched)} download messages, "
+               f"failed {len(sweep.failed)} jobs, re-requested {len(sweep.rerequested)}.")
+
+
+@cli.command("purge-queue")
+@click.option("--business", "business_id", callback=_valid_id, required=True, help="The business.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@reports_errors
+def purge_queue(business_id: str, yes: bool) -> None:
+    """Drop a business's waiting jobs (parked or queued, not running); their recordings return to new."""
+    from tasks.repair import purge_queue as purge
+    from tasks.repair import waiting_jobs
+
+    client, settings = _client(), _settings()
+    waiting = waiting_jobs(client, business_id)
+    if not waiting:
+        click.echo(f"Nothing to do: {business_id} has no waiting jobs.")
+        return
+    click.echo(f"{len(waiting)} waiting jobs of {business_id}: {', '.join(waiting)}")
+    if not yes:
+        click.confirm("Drop them? Their recordings return to new", abort=True)
+    done = purge(client, settings, business_id, waiting)
+    click.echo(f"Dropped {len(done.dropped)} waiting jobs of {business_id}; "
+               f"{len(done.returned_to_new)} recordings are new again.")
+    skipped = sorted(set(waiting) - set(done.dropped))
+    if skipped:
+        click.echo(f"Left alone (started running meanwhile): {', '.join(skipped)}")
+
+
+@cli.command("set-limit")
+@click.argument("business_id", callback=_valid_id)
+@click.argument("limit", type=click.IntRange(min=1), metavar="N")
+@reports_errors
+def set_limit(business_id: str, limit: int) -> None:
+    """Set BUSINESS_ID's concurrent downloads to N, now; a raise hands slots to parked jobs at once."""
+    from tasks.repair import set_limit as change
+
+    done = change(_client(), _settings(), business_id, limit)
+    if done.previous == limit and not done.handed:
+        click.echo(f"Nothing to do: the limit of {business_id} is already {limit}.")
+        return
+    click.echo(f"{business_id}: limit {limit} (was {done.previous}); "
+               f"{len(done.handed)} parked jobs handed a slot.")
+
+
+@cli.command()
+@click.argument("business_id", callback=_valid_id)
+@click.argument("call_sid", callback=_valid_id)
+@reports_errors
+def retry(business_id: str, call_sid: str) -> None:
+    """A new attempt for a failed recording."""
+    from tasks.repair import retry as new_attempt
+
+    done = new_attempt(_client(), _settings(), business_id, call_sid)
+    if not done.retried:
+        click.echo(f"Nothing to do: {business_id}/{call_sid} is {done.before.status}, not failed.")
+        return
+    click.echo(f"{business_id}/{call_sid}: new attempt {done.after.status} "
+               f"(it had failed: {done.before.error}).")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_ping_timeout_option
+@reports_errors
+def workers(as_json: bool, ping_timeout: float) -> None:
+    """Every worker that has written a heartbeat: how long ago, and whether it answers a ping."""
+    from tasks import app
+    from tasks.workers import check_workers, heartbeat_ages
+
+    client, settings = _client(), _settings()
+    states = check_workers(app, client, heartbeat_ages(client), ping_timeout)
+    heartbeat = settings.worker_heartbeat_seconds
+    rows = [{"worker": s.name, "last_heartbeat_seconds_ago": s.heartbeat_age, "answers_ping": s.answered,
+             "gone": s.gone(heartbeat)} for s in states.values()]
+    if as_json:
+        click.echo(json.dumps({"workers": rows}, indent=2))
+    elif not rows:
+        click.echo("no worker has written a heartbeat")
     else:
-        _print_overview(data)
+        for s in states.values():
+            click.echo(f"{s.name:<40} {'GONE' if s.gone(heartbeat) else 'alive':<5}  {s.describe(heartbeat)}")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import threading
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 from celery import Task
 
-from tasks import app, keys, metrics
+from tasks import app, keys, logs, metrics
 from tasks.catalog import Catalog
 from tasks.dispatch import MESSAGE_VERSION, send_download, send_handed
 from tasks.errors import LeaseLost, ProviderError
@@ -41,7 +42,9 @@ class Heartbeat:
         self.slots, self.call_sid, self.fence = slots, call_sid, fence
         self.lost = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{call_sid}", daemon=True)
+        # The thread logs with its task's job fields (tasks.logs keeps them in a context variable).
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                        name=f"lease-{call_sid}", daemon=True)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -100,6 +103,7 @@ class Attempt:
             return self._download(slots, got)
 
     def _download(self, slots: BusinessSlots, got: Acquired) -> str:
+        logs.bind(attempt=got.attempts)
         client, settings = slots.client, self.settings
         catalog, store = Catalog(settings), MediaStore(settings.media_dir)
         ctx = f"business_id={self.business_id} call_sid={self.call_sid} task_id={self.task_id} attempt={got.attempts}"

@@ -39,3 +39,7 @@ class ProviderError(RecplayError):
 
 class LeaseLost(RecplayError):
     """Raised when a download's slot lease was reclaimed while it ran; its result must be discarded."""
+
+
+class NotFound(RecplayError):
+    """Raised when an operator names a recording the business does not have."""

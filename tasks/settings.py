@@ -40,6 +40,16 @@ def _float(name: str, default: float, minimum: float = 0.0) -> float:
     return value
 
 
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+
+
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -73,6 +83,11 @@ class Settings:
     read_timeout: float = 60.0
     max_media_bytes: int = 512 * 1024 * 1024
     stream_token_seconds: int = 3600
+    # A worker writes its heartbeat this often; one that misses MISSED_HEARTBEATS of them counts as gone.
+    worker_heartbeat_seconds: float = 5.0
+    # Log lines as "text" (key=value job fields appended) or "json" (one object a line).
+    log_format: str = "text"
+    log_level: str = "INFO"
     twilio_account_sid: str | None = None
     twilio_api_key: str | None = None
     twilio_api_secret: str | None = None
@@ -124,6 +139,9 @@ def load_settings() -> Settings:
         read_timeout=_float("RECPLAY_READ_TIMEOUT", 60.0, minimum=0.1),
         max_media_bytes=_int("RECPLAY_MAX_MEDIA_BYTES", 512 * 1024 * 1024, minimum=1),
         stream_token_seconds=_int("RECPLAY_STREAM_TOKEN_SECONDS", 3600, minimum=10),
+        worker_heartbeat_seconds=_float("RECPLAY_WORKER_HEARTBEAT_SECONDS", 5.0, minimum=0.1),
+        log_format=_choice("RECPLAY_LOG_FORMAT", "text", ("text", "json")),
+        log_level=_choice("RECPLAY_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID") or None,
         twilio_api_key=os.environ.get("TWILIO_API_KEY") or None,
         twilio_api_secret=os.environ.get("TWILIO_API_SECRET") or None,

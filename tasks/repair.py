@@ -1,0 +1,325 @@
+"""Repairs an operator runs: ``recplay purge-stuck``, ``purge-queue``, ``set-limit`` and ``retry``.
+
+Library code; the CLI only calls it. ``purge-stuck`` is a plan, then its application:
+
+* the plan reads one snapshot of each business (holders, parked list, live jobs) and asks the workers named by
+  holders whether they are alive (heartbeat, ping) and still run the task they hold a slot for;
+* applying it releases the slots of gone workers (``lua/evict.lua``, compare-and-delete on the fence) and runs
+  one :func:`tasks.sweeper.sweep`, the beat's own recovery pass, which drops expired leases, requeues the jobs
+  that lost their slot, re-sends overdue messages and hands free slots to parked jobs.
+
+A dry run computes the same plan and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from celery import Celery
+
+from tasks import keys, metrics
+from tasks.catalog import Catalog, RecordingRow
+from tasks.dispatch import send_handed
+from tasks.errors import NotFound
+from tasks.jobs import get_job
+from tasks.recordings import Recordings, Status
+from tasks.scripts import script
+from tasks.semaphore import BusinessSlots
+from tasks.settings import Settings
+from tasks.sweeper import SweepReport, sweep
+from tasks.workers import WorkerState, check_workers
+
+log = logging.getLogger(__name__)
+
+#: Seconds ``purge-stuck`` waits for a running beat sweep to finish before it sweeps anyway (sweeps are safe
+#: to run together; the lock only saves doing the same work twice).
+SWEEP_LOCK_WAIT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class SlotRelease:
+    """A slot the repair frees: an expired lease (the sweep drops it) or a gone worker's (evicted)."""
+
+    business_id: str
+    call_sid: str
+    task_id: str
+    worker: str
+    fence: str
+    expired: bool
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"business_id": self.business_id, "call_sid": self.call_sid, "task_id": self.task_id,
+                "worker": self.worker or None, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class JobRepair:
+    """What the sweep will do to one job: requeue, fail, redispatch, repark, hand-off or rerequest."""
+
+    business_id: str
+    call_sid: str
+    action: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"business_id": self.business_id, "call_sid": self.call_sid, "action": self.action,
+                "reason": self.reason}
+
+
+@dataclass
+class RepairPlan:
+    releases: list[SlotRelease] = field(default_factory=list)
+    jobs: list[JobRepair] = field(default_factory=list)
+    workers: dict[str, WorkerState] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not self.releases and not self.jobs
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"release": [r.as_dict() for r in self.releases], "jobs": [j.as_dict() for j in self.jobs]}
+
+
+@dataclass
+class RepairResult:
+    evicted: list[tuple[str, str]]
+    sweep: SweepReport
+
+    def as_dict(self) -> dict[str, Any]:
+        evicted = [{"business_id": b, "call_sid": c} for b, c in self.evicted]
+        return {"evicted": evicted, **self.sweep.as_dict()}
+
+
+@dataclass
+class _Snapshot:
+    business_id: str
+    now_ms: int
+    limit: int
+    holders: list[tuple[str, int, str, str, str]]  # call_sid, expiry ms, fence, task_id, worker
+    parked: list[str]
+    jobs: dict[str, dict[str, str]]  # call_sid -> status, fence, parked, deadline, attempts
+
+
+_JOB_FIELDS = ("status", "fence", "parked", "deadline", "attempts")
+
+
+def _snapshot(client: redis.Redis, settings: Settings, business_id: str) -> _Snapshot:
+    pipe = client.pipeline(transaction=True)
+    pipe.time()
+    pipe.zrange(keys.holders(business_id), 0, -1, withscores=True)
+    pipe.hgetall(keys.holder_info(business_id))
+    pipe.lrange(keys.parked(business_id), 0, -1)
+    pipe.zrange(keys.active_jobs(business_id), 0, -1)
+    pipe.get(keys.limit(business_id))
+    (seconds, micros), members, info, parked, active, own_limit = pipe.execute()
+    holders = []
+    for call_sid, expiry in members:
+        fence, task_id, worker = (info.get(call_sid) or "||").split("|", 2)
+        holders.append((call_sid, int(expiry), fence, task_id, worker))
+    names = list(dict.fromkeys([*active, *parked]))
+    pipe = client.pipeline(transaction=False)
+    for call_sid in names:
+        pipe.hmget(keys.job(business_id, call_sid), _JOB_FIELDS)
+    jobs = {}
+    for call_sid, values in zip(names, pipe.execute(), strict=True):
+        if values[0] is not None:
+            jobs[call_sid] = {k: v or "" for k, v in zip(_JOB_FIELDS, values, strict=True)}
+    return _Snapshot(business_id, int(seconds) * 1000 + int(micros) // 1000,
+                     int(own_limit) if own_limit is not None else settings.max_concurrent,
+                     holders, parked, jobs)
+
+
+def _businesses(client: redis.Redis, business_id: str | None) -> list[str]:
+    known: set[str] = client.smembers(keys.BUSINESSES)  # type: ignore[assignment]
+    return [business_id] if business_id else sorted(known)
+
+
+def _plan_releases(snap: _Snapshot, workers: dict[str, WorkerState], heartbeat: float) -> list[SlotRelease]:
+    found = []
+    for call_sid, expiry, fence, task_id, worker in snap.holders:
+        reason = None
+        if expiry <= snap.now_ms:
+            reason = f"lease expired {(snap.now_ms - expiry) / 1000:.1f}s ago"
+        elif worker and worker in workers:
+            state = workers[worker]
+            if state.gone(heartbeat):
+                reason = f"its worker is gone: {state.describe(heartbeat)}"
+            elif not state.runs(task_id):
+                reason = "its worker answers but no longer runs this task (restarted under the same name?)"
+        if reason:
+            found.append(SlotRelease(snap.business_id, call_sid, task_id, worker, fence,
+                                     expired=expiry <= snap.now_ms, reason=reason))
+    return found
+
+
+def _plan_jobs(snap: _Snapshot, released: set[str], max_attempts: int) -> list[JobRepair]:
+    """Mirror of sweep.lua over the snapshot, with the planned releases already applied."""
+    biz, found = snap.business_id, []
+    held = {c: fence for c, _e, fence, _t, _w in snap.holders if c not in released}
+    parked_list = list(snap.parked)
+    for call_sid, job in snap.jobs.items():
+        if job["status"] == "processing" and held.get(call_sid) != job["fence"]:
+            if int(job["attempts"] or 0) >= max_attempts:
+                found.append(JobRepair(biz, call_sid, "fail", "lost its slot on its last attempt"))
+            else:
+                found.append(JobRepair(biz, call_sid, "requeue", "lost its slot; a new attempt is sent"))
+        elif job["status"] == "queued" and job["parked"] == "1":
+            if call_sid not in parked_list:
+                parked_list.append(call_sid)
+                found.append(JobRepair(biz, call_sid, "repark", "parked but missing from the parked list"))
+        elif job["status"] == "queued" and job["deadline"] and int(job["deadline"]) < snap.now_ms:
+            overdue = (snap.now_ms - int(job["deadline"])) / 1000
+            found.append(JobRepair(biz, call_sid, "redispatch", f"its message is {overdue:.0f}s overdue"))
+    free = snap.limit - len(held)
+    for call_sid in parked_list:
+        if free <= 0:
+            break
+        waiting = snap.jobs.get(call_sid)
+        if waiting and waiting["status"] == "queued" and waiting["parked"] == "1":
+            found.append(JobRepair(biz, call_sid, "hand-off", "a slot of its business is free"))
+            free -= 1
+    return found
+
+
+def plan_repair(
+    app: Celery, client: redis.Redis, settings: Settings, business_id: str | None = None,
+    ping_timeout: float = 2.0,
+) -> RepairPlan:
+    """What ``purge-stuck`` would do now; reads only (the workers are pinged)."""
+    snaps = [_snapshot(client, settings, biz) for biz in _businesses(client, business_id)]
+    names = {w for s in snaps for c, expiry, _f, _t, w in s.holders if w and expiry > s.now_ms}
+    workers = check_workers(app, client, names, ping_timeout, with_tasks=True)
+    plan = RepairPlan(workers=workers)
+    for snap in snaps:
+        releases = _plan_releases(snap, workers, settings.worker_heartbeat_seconds)
+        plan.releases.extend(releases)
+        plan.jobs.extend(_plan_jobs(snap, {r.call_sid for r in releases}, settings.max_attempts))
+    if business_id is None:
+        wanted: list[RecordingRow] = Catalog(settings).wanted()
+        for rec in wanted:
+            if get_job(client, rec.business_id, rec.call_sid) is None:
+                plan.jobs.append(JobRepair(rec.business_id, rec.call_sid, "rerequest",
+                                           "wanted, but Redis has no job for it"))
+    return plan
+
+
+def evict(client: redis.Redis, business_id: str, holders: list[tuple[str, str]]) -> list[str]:
+    """Release the slots of (call_sid, fence) holders found gone; returns the call_sids released."""
+    if not holders:
+        return []
+    args = [value for pair in holders for value in pair]
+    return list(script(client, "evict")(keys=keys.business_keys(business_id), args=args))
+
+
+def apply_repair(client: redis.Redis, settings: Settings, plan: RepairPlan,
+                 business_id: str | None = None) -> RepairResult:
+    """Evict the gone workers' slots of ``plan``, then sweep (the sweep reclaims, requeues and hands off)."""
+    lock = client.lock(keys.SWEEP_LOCK, timeout=60, blocking_timeout=SWEEP_LOCK_WAIT_SECONDS)
+    locked = lock.acquire()
+    try:
+        evicted: list[tuple[str, str]] = []
+        by_business: dict[str, list[tuple[str, str]]] = {}
+        for r in plan.releases:
+            if not r.expired:
+                by_business.setdefault(r.business_id, []).append((r.call_sid, r.fence))
+        for biz, holders in by_business.items():
+            for call_sid in evict(client, biz, holders):
+                evicted.append((biz, call_sid))
+                log.warning("slot released, its worker is gone business_id=%s call_sid=%s", biz, call_sid)
+        metrics.count(client, metrics.EVICTED_LEASES, len(evicted))
+        report = sweep(client, settings, business_id)
+    finally:
+        if locked:
+            try:
+                lock.release()
+            except redis.exceptions.LockError:
+                log.warning("sweep lock expired before the repair finished")
+    return RepairResult(evicted, report)
+
+
+@dataclass
+class QueuePurge:
+    business_id: str
+    dropped: list[str]
+    returned_to_new: list[str]
+    handed: list[tuple[str, str]]
+
+
+def waiting_jobs(client: redis.Redis, business_id: str) -> list[str]:
+    """The business's jobs waiting to run (``queued``: parked, reserved, or with a message on its way)."""
+    call_sids: list[str] = client.zrange(keys.active_jobs(business_id), 0, -1)  # type: ignore[assignment]
+    pipe = client.pipeline(transaction=False)
+    for call_sid in call_sids:
+        pipe.hget(keys.job(business_id, call_sid), "status")
+    return [c for c, status in zip(call_sids, pipe.execute(), strict=True) if status == "queued"]
+
+
+def purge_queue(
+    client: redis.Redis, settings: Settings, business_id: str, call_sids: list[str]
+) -> QueuePurge:
+    """Drop these waiting jobs (those still queued); their recordings return to ``new``."""
+    catalog = Catalog(settings)
+    # The catalog first: a sweep between the two steps must not re-request a wanted row whose job is gone.
+    unwanted = catalog.mark_unwanted(business_id, call_sids)
+    dropped: list[str] = []
+    if call_sids:
+        dropped = list(script(client, "purge")(keys=keys.business_keys(business_id),
+                                               args=[keys.job_prefix(business_id), *call_sids]))
+    for call_sid in set(unwanted) - set(dropped):
+        rec = catalog.get(business_id, call_sid)  # it started running meanwhile: it stays wanted
+        if rec is not None:
+            catalog.mark_wanted(rec.id)
+    handed = BusinessSlots(client, business_id, settings).hand_off()
+    send_handed(business_id, handed)
+    for call_sid in dropped:
+        log.info("waiting job dropped, recording back to new business_id=%s call_sid=%s",
+                 business_id, call_sid)
+    return QueuePurge(business_id, dropped, sorted(set(unwanted) & set(dropped)), handed)
+
+
+@dataclass
+class LimitChange:
+    business_id: str
+    previous: int
+    limit: int
+    handed: list[tuple[str, str]]
+
+
+def set_limit(client: redis.Redis, settings: Settings, business_id: str, limit: int) -> LimitChange:
+    """Set a business's own limit now; a raised limit hands its new slots to parked jobs at once."""
+    slots = BusinessSlots(client, business_id, settings)
+    previous = slots.limit()
+    handed = slots.set_limit(limit)
+    send_handed(business_id, handed)
+    log.info("limit set business_id=%s limit=%s previous=%s handed=%s",
+             business_id, limit, previous, len(handed))
+    return LimitChange(business_id, previous, limit, handed)
+
+
+@dataclass
+class RetryResult:
+    retried: bool
+    before: Status
+    after: Status
+
+
+def retry(client: redis.Redis, settings: Settings, business_id: str, call_sid: str) -> RetryResult:
+    """A new attempt for a failed recording; any other recording is left as it is.
+
+    Raises:
+        NotFound: the business has no such recording.
+    """
+    recs = Recordings(client, settings, business_id)
+    rec = recs.get(call_sid)
+    if rec is None:
+        raise NotFound(f"business {business_id} has no recording {call_sid}")
+    before = recs.status(rec)
+    if before.status != "failed":
+        return RetryResult(False, before, before)
+    after = recs.request(rec, "fetch")
+    log.info("retry requested business_id=%s call_sid=%s", business_id, call_sid)
+    return RetryResult(True, before, after)
