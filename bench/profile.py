@@ -1,7 +1,8 @@
 """Profile one scenario: ``python -m bench.profile KEY [--smoke] [--top N]``.
 
 Runs the scenario once with py-spy sampling the API (gunicorn tree) and the worker (celery tree), then prints,
-for each profile, the functions with the largest share of on-CPU samples: inclusive (the function and what it
+for each profile, the functions with the largest share of samples (of the thread holding the GIL, or of
+every thread with BENCH_PROFILE_MODE=wall): inclusive (the function and what it
 calls) and self (the function's own code). The collapsed stacks stay in bench/out/profile/ for flame graphs.
 """
 
@@ -48,7 +49,7 @@ def summarize(path: Path, top: int) -> str:
             own[frames[-1]] += n
     if not total:
         return f"{path.name}: no samples\n"
-    lines = [f"{path.name}: {total} on-CPU samples", "  inclusive:"]
+    lines = [f"{path.name}: {total} samples", "  inclusive:"]
     lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in inclusive.most_common(top)]
     ours = [(name, n) for name, n in inclusive.most_common() if re.search(r"\((api|tasks)/", name)]
     lines.append("  recplay's own functions, inclusive:")
