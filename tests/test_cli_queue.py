@@ -108,7 +108,7 @@ def test_retry_gives_a_failed_recording_a_new_attempt(api_for, provider, procs):
 
     # When the operator retries it, a new attempt downloads it.
     out = run_cli("retry", "again", "r").stdout
-    assert out.startswith("again/r: new attempt queued (it had failed:"), out
+    assert out == "again/r: new attempt enqueued (it had failed: provider answered 404).\n", out
     assert api.wait_status("r", {"ready", "failed"}, 30)["status"] == "ready"
     assert provider.requests["/again/r.wav"] == 2
 
