@@ -15,6 +15,18 @@ from bench.scenario import Goal, Metric, Scenario, Values, at_most, every_run, r
 from tests.provider import make_wav
 
 
+def handoff_gaps(provider: harness.TimedProvider, jobs: dict[str, list[str]], limit: int) -> list[float]:
+    """Per business, each download after the first ``limit``: its arrival at the provider minus the end of the
+    download whose slot it took (the k-th download takes the slot of the (k - limit)-th to finish)."""
+    gaps = []
+    for business_id, call_sids in jobs.items():
+        paths = [f"/{business_id}/{c}.wav" for c in call_sids]
+        starts = sorted(provider.arrived[p][0] for p in paths)
+        ends = sorted(provider.finished[p][0] for p in paths)
+        gaps += [starts[k] - ends[k - limit] for k in range(limit, len(starts))]
+    return gaps
+
+
 def run(smoke: bool) -> Values:
     businesses, recordings, repeats, limit, latency = (2, 3, 5, 1, 0.5) if smoke else (4, 15, 5, 5, 0.5)
     ideal = math.ceil(recordings / limit) * latency
@@ -59,6 +71,7 @@ def run(smoke: bool) -> Values:
             "answered": client.output["last_answer"] - started,
             "enqueued": max(created) - started,
             "after_enqueued": makespan - (max(created) - started),
+            "handoff": harness.percentile(handoff_gaps(st.provider, jobs, limit), 50),
             "api_cpu_ms": api_cpu / len(wanted) * 1000,
             "bad_answers": sum(n for s, n in client.output["statuses"].items() if s not in ("200", "202")),
             "loadgen_cpu": client.cpu_seconds,
@@ -84,6 +97,7 @@ SCENARIO = Scenario(
         Metric("answered", "API answered all requests after", "s"),
         Metric("enqueued", "last recording's job created after", "s"),
         Metric("after_enqueued", "makespan - last job created (compare with the ideal)", "s"),
+        Metric("handoff", "hand-off: a download's end -> the next one's request at the provider (median)", "s"),
         Metric("api_cpu_ms", "API CPU per request", "ms"),
         Metric("bad_answers", "answers other than 200/202", ""),
         Metric("loadgen_cpu", "load generator CPU", "s"),

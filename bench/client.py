@@ -80,6 +80,7 @@ def paced(spec: dict[str, Any]) -> dict[str, Any]:
     session = requests.Session()
     start = float(spec.get("start_at") or time.time())
     sent: dict[str, float] = {}
+    answered: dict[str, float] = {}
     statuses = []
     for i, call_sid in enumerate(spec["call_sids"]):
         delay = start + i * interval - time.time()
@@ -87,7 +88,8 @@ def paced(spec: dict[str, Any]) -> dict[str, Any]:
             time.sleep(delay)
         sent[call_sid] = time.time()
         statuses.append(_fetch(base, token, call_sid, session))
-    return {"sent": sent, "statuses": _count(statuses)}
+        answered[call_sid] = time.time()
+    return {"sent": sent, "answered": answered, "statuses": _count(statuses)}
 
 
 def herd(spec: dict[str, Any]) -> dict[str, Any]:

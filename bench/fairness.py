@@ -29,6 +29,12 @@ def _waits(sent: dict[str, float], done: dict[tuple[str, str], float]) -> list[f
     return [done[("fairB", c)] - t for c, t in sent.items()]
 
 
+def _parts(run: harness.ClientRun, done: dict[tuple[str, str], float]) -> tuple[list[float], list[float]]:
+    """B's wait in two parts: the API answering POST /fetch, then the answer -> the recording ready."""
+    sent, answered = run.output["sent"], run.output["answered"]
+    return ([answered[c] - sent[c] for c in sent], [done[("fairB", c)] - answered[c] for c in sent])
+
+
 def run(smoke: bool) -> Values:
     flood_jobs, seconds = (100, 6) if smoke else (1000, 60)
     b_jobs = int(seconds / INTERVAL)
@@ -61,6 +67,13 @@ def run(smoke: bool) -> Values:
         finally:
             remove(spec)
         waits_flood = _waits(under.output["sent"], done)
+        api_alone, pipe_alone = _parts(alone, harness.wait_ready({"fairB": b_alone}, timeout=1))
+        api_flood, pipe_flood = _parts(under, done)
+        flood_end = flood.output["ended"]
+        during = [w for c, w in zip(under.output["sent"], waits_flood, strict=True)
+                  if under.output["sent"][c] <= flood_end]
+        after = [w for c, w in zip(under.output["sent"], waits_flood, strict=True)
+                 if under.output["sent"][c] > flood_end]
         a_ready = sum(1 for (s,) in harness.job_fields("fairA", a_calls, "status") if s == "ready")
         a_elapsed = harness.redis_now() - flood.output["started"]
         rss = st.peak_rss_mib()
@@ -74,6 +87,12 @@ def run(smoke: bool) -> Values:
             "p50_flood": p50_flood,
             "p99_flood": p99_flood,
             "flood_sent": flood.output["ended"] - flood.output["started"],
+            "max_during": max(during) if during else None,
+            "max_after": max(after) if after else None,
+            "api_p99_alone": harness.percentile(api_alone, 99),
+            "api_p99_flood": harness.percentile(api_flood, 99),
+            "pipe_p99_alone": harness.percentile(pipe_alone, 99),
+            "pipe_p99_flood": harness.percentile(pipe_flood, 99),
             "a_rate": a_ready / a_elapsed,
             "a_ideal_rate": 2 / LATENCY,
             "a_max_in_flight": st.provider.max_in_flight.get("fairA", 0),
@@ -99,6 +118,12 @@ SCENARIO = Scenario(
         Metric("p50_flood", "B p50 wait under the flood", "s"),
         Metric("p99_flood", "B p99 wait under the flood", "s"),
         Metric("flood_sent", "API took to accept A's flood", "s"),
+        Metric("max_during", "B's longest wait for a job sent while the API was accepting the flood", "s"),
+        Metric("max_after", "B's longest wait for a job sent after that", "s"),
+        Metric("api_p99_alone", "B p99, POST /fetch answered, alone", "s"),
+        Metric("api_p99_flood", "B p99, POST /fetch answered, under the flood", "s"),
+        Metric("pipe_p99_alone", "B p99, answer -> ready, alone", "s"),
+        Metric("pipe_p99_flood", "B p99, answer -> ready, under the flood", "s"),
         Metric("a_rate", "A's downloads per second while B ran", "/s"),
         Metric("a_ideal_rate", "A's ideal rate (limit / latency)", "/s"),
         Metric("a_max_in_flight", "A's most downloads in flight", ""),

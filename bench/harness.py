@@ -81,10 +81,12 @@ def load_average() -> str:
 
 
 class TimedProvider(Provider):
-    """The tests' provider, also noting when each answer's last byte was written (wall clock)."""
+    """The tests' provider, also noting when each request arrived and when its answer's last byte was written
+    (wall clock, comparable with Redis TIME and the load generators)."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.arrived: dict[str, list[float]] = defaultdict(list)
         self.finished: dict[str, list[float]] = defaultdict(list)
 
     def _handler(self) -> Any:
@@ -97,6 +99,8 @@ class TimedProvider(Provider):
                 self.wfile = _TimedWriter(self.wfile)  # type: ignore[has-type]
 
             def do_GET(self) -> None:
+                with provider.lock:
+                    provider.arrived[self.path.split("?")[0]].append(time.time())
                 super().do_GET()
                 with provider.lock:
                     provider.finished[self.path.split("?")[0]].append(self.wfile.last_write)
