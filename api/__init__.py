@@ -32,13 +32,25 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["recplay.settings"] = settings
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from api import frontend, metrics, ops, recordings
+    if settings.trust_proxy:
+        # Behind nginx (or a load balancer): the client's address and the public URL come from X-Forwarded-*
+        # (Twilio signs the public URL), trusted from this many proxies only.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trust_proxy
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)  # type: ignore[method-assign]
+
+    from api import frontend, metrics, ops, recordings, webhooks
     from tasks.logs import setup_logging
 
     app.register_blueprint(recordings.bp)
     app.register_blueprint(ops.bp)
     metrics.init_app(app, settings)
     app.register_blueprint(frontend.bp)
+    app.register_blueprint(webhooks.bp)
+    from api.limits import init_limits
+
+    init_limits(app, recordings.bp, settings)
     register_error_handlers(app)
     setup_logging()
     return app

@@ -12,7 +12,7 @@ from api.errors import ApiError
 from tasks.catalog import Catalog
 from tasks.overview import overview as queue_overview
 from tasks.redis_client import get_redis
-from tasks.store import MediaStore
+from tasks.store import media_store
 
 bp = Blueprint("ops", __name__)
 
@@ -36,7 +36,7 @@ def readyz() -> Response:
     checks = {
         "redis": _check(lambda: get_redis().ping()),
         "database": _check(lambda: Catalog(settings()).ping()),
-        "media_store": _check(lambda: MediaStore(settings().media_dir).is_writable()),
+        "media_store": _check(lambda: media_store(settings()).is_writable()),
     }
     ok = all(c["ok"] for c in checks.values())
     response = jsonify({"status": "ok" if ok else "unavailable", "checks": checks})

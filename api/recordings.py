@@ -5,19 +5,24 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from api import MAX_BODY_BYTES, ranges
 from api.auth import business_for_stream, business_from_header, settings
 from api.errors import ApiError
+from tasks import twilio
 from tasks.access import mint_stream_token
-from tasks.catalog import READY, RecordingRow
+from tasks.catalog import HTTP, PROVIDERS, READY, TWILIO, RecordingRow
 from tasks.ids import check_id
-from tasks.providers import check_media_url
+from tasks.providers import check_media_url, is_twilio_url
 from tasks.recordings import Recordings, Status
 from tasks.redis_client import get_redis
+from tasks.s3store import S3Store
+from tasks.settings import Settings
 
 bp = Blueprint("recordings", __name__, url_prefix="/api/recordings")
 
@@ -71,11 +76,19 @@ def register(call_sid: str) -> Response:
     recs = _recordings(business_from_header())
     check_id(call_sid, "call_sid")
     data = _json_body()
-    unknown = set(data) - {"media_url", "duration_seconds"}
+    unknown = set(data) - {"media_url", "duration_seconds", "provider"}
     if unknown:
         raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(unknown))}")
+    provider = data.get("provider", HTTP)
+    if provider not in PROVIDERS:
+        raise ApiError(400, "invalid_body", f"provider must be one of {', '.join(PROVIDERS)}")
     media_url = data.get("media_url")
-    if not isinstance(media_url, str) or not media_url or len(media_url) > 2048:
+    if media_url is None and provider == TWILIO:
+        # Resolved from the CallSid when the recording is fetched.
+        if not twilio.is_configured(recs.settings):
+            raise ApiError(422, "twilio_not_configured", "set TWILIO_ACCOUNT_SID and its credentials to "
+                           "register Twilio recordings by CallSid")
+    elif not isinstance(media_url, str) or not media_url or len(media_url) > 2048:
         raise ApiError(400, "invalid_body", "media_url must be a URL string of at most 2048 characters")
     duration = data.get("duration_seconds")
     if duration is not None and (
@@ -83,16 +96,29 @@ def register(call_sid: str) -> Response:
         or duration < 0
     ):
         raise ApiError(400, "invalid_body", "duration_seconds must be a non-negative number")
-    check_media_url(media_url, recs.settings)
+    if media_url is not None:
+        check_media_url(media_url, recs.settings)
     rec, created = recs.catalog.register(recs.business_id, call_sid, media_url,
-                                         float(duration) if duration is not None else None)
-    if not created and rec.media_url != media_url:
+                                         float(duration) if duration is not None else None, provider=provider)
+    if not created and not _same_recording(rec, media_url, recs.settings):
         raise ApiError(409, "conflict", "this call_sid is registered with another media_url")
+    if not created and rec.media_url is None and media_url is not None:
+        recs.catalog.set_media_url(rec.id, media_url)  # the status callback names the recording's URL
     response = jsonify(_status_body(recs, recs.status(rec)))
     response.status_code = 201 if created else 200
     if created:
         response.headers["Location"] = url_for("recordings.status", call_sid=call_sid)
     return response
+
+
+def _same_recording(rec: RecordingRow, media_url: str | None, settings: Settings) -> bool:
+    """Whether a registration names the recording already registered: the same media URL, or a Twilio
+    recording named by its CallSid on one side and a Twilio URL (or the CallSid) on the other."""
+    if media_url is not None and rec.media_url is not None:
+        return media_url == rec.media_url
+    if media_url is None:
+        return rec.provider == TWILIO or is_twilio_url(rec.media_url, settings)
+    return is_twilio_url(media_url, settings)
 
 
 def _decode_cursor(raw: str) -> int:
@@ -170,7 +196,6 @@ class MediaResponse(Response):
 
 def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
     assert rec.file_path and rec.sha256 and rec.size_bytes is not None and rec.ready_at is not None
-    path = recs.store.path(rec.file_path)
     rep = ranges.Representation(
         length=rec.size_bytes,
         etag=f'"{rec.sha256[:32]}"',
@@ -184,9 +209,18 @@ def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
         if_none_match=request.headers.get("If-None-Match"),
         if_modified_since=request.headers.get("If-Modified-Since"),
     )
+    store = recs.store
+    if isinstance(store, S3Store):
+        if plan.send_body and plan.parts and store.stat(rec.file_path) is None:
+            return _lost(recs, rec)
+        if store.settings.s3_stream == "redirect" and plan.send_body and plan.parts:
+            return _presigned_redirect(store, rec)
+    elif recs.settings.accel_redirect and _nginx_can_send(plan):
+        return _accel_redirect(recs.settings.accel_redirect, rec, plan)
     body: Any = ()
     if plan.send_body and plan.parts:
-        fileobj = open(path, "rb")  # noqa: SIM115 - closed by the response
+        fileobj: Any = (store.reader(rec.file_path, plan.parts) if isinstance(store, S3Store)
+                        else open(store.path(rec.file_path), "rb"))  # noqa: SIM115 - closed by the response
 
         def generate() -> Any:
             with fileobj:
@@ -196,10 +230,74 @@ def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
     response = MediaResponse(body, status=plan.status, direct_passthrough=True)
     for name, value in plan.headers:
         response.headers[name] = value
+    _media_headers(response, rec)
+    return response
+
+
+def _disposition(rec: RecordingRow) -> str | None:
+    if request.args.get("download") != "1":
+        return None
+    return f'attachment; filename="{rec.call_sid}{PurePosixPath(rec.file_path or "").suffix}"'
+
+
+def _media_headers(response: Response, rec: RecordingRow) -> None:
     response.headers["Cache-Control"] = "private, max-age=3600"
-    if request.args.get("download") == "1":
-        ext = path.suffix or ""
-        response.headers["Content-Disposition"] = f'attachment; filename="{rec.call_sid}{ext}"'
+    disposition = _disposition(rec)
+    if disposition:
+        response.headers["Content-Disposition"] = disposition
+
+
+def _presigned_redirect(store: S3Store, rec: RecordingRow) -> Response:
+    """Access is checked: the client gets the object from the bucket (which answers Range itself) through a
+    short-lived presigned URL."""
+    assert rec.file_path
+    url = store.presigned_url(rec.file_path, rec.content_type or "application/octet-stream", _disposition(rec))
+    response = Response(status=302)
+    response.headers["Location"] = url
+    response.headers["Cache-Control"] = "no-store"  # the URL expires
+    return response
+
+
+def _lost(recs: Recordings, rec: RecordingRow) -> Response:
+    """The bucket no longer has a ready recording's object: fetch it again."""
+    recs.catalog.mark_lost(rec.id)
+    fresh = recs.get(rec.call_sid) or rec
+    return _pending(recs, recs.request(fresh, "force"), 202)
+
+
+def _nginx_can_send(plan: ranges.Plan) -> bool:
+    """Whether nginx, given the request as it is, sends exactly the bytes and status of ``plan``.
+
+    nginx is handed a GET answered 200 without a Range header, or 206 for a Range header of one range-spec.
+    Everything else is rare and answered here, where the RFC 9110 choices are made once: HEAD, 304, 416, a
+    Range header that is ignored (bad syntax, a failed If-Range) or asks for several ranges, and the
+    preconditions this API does not evaluate (If-Match, If-Unmodified-Since), which nginx would.
+    """
+    headers = request.headers
+    if request.method != "GET" or headers.get("If-Match") or headers.get("If-Unmodified-Since"):
+        return False
+    range_header = headers.get("Range")
+    if plan.status == 200:
+        return range_header is None
+    single_range = range_header is not None and "," not in range_header
+    return plan.status == 206 and plan.boundary is None and single_range
+
+
+def _accel_redirect(prefix: str, rec: RecordingRow, plan: ranges.Plan) -> Response:
+    """Access is checked: let nginx send the file (X-Accel-Redirect to its internal location ``prefix``).
+
+    nginx keeps the Content-Type, Content-Disposition and Cache-Control sent here; deploy/nginx.conf makes it
+    send this ETag and Last-Modified too (``add_header ... $upstream_http_...``) and apply Range and If-Range
+    against them, so a client sees the same validators in both modes.
+    """
+    response = Response(status=200)
+    for name, value in plan.headers:
+        # nginx adds Accept-Ranges to a 200 itself, but not to a 206: it keeps ours then.
+        if name in ("ETag", "Last-Modified") or (name == "Accept-Ranges" and plan.status == 206):
+            response.headers[name] = value
+    response.headers["Content-Type"] = rec.content_type or "application/octet-stream"
+    response.headers["X-Accel-Redirect"] = prefix + quote(rec.file_path or "")
+    _media_headers(response, rec)
     return response
 
 

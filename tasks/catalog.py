@@ -1,7 +1,9 @@
 """The recordings catalog: the durable facts (ownership, media URL, and for ready recordings their file).
 
-SQLAlchemy 2; SQLite by default, PostgreSQL through ``DATABASE_URL``. If Redis is flushed, what is here stays
-true: ready recordings stay ready, and recordings someone asked for (``wanted``) are requested again.
+SQLAlchemy 2; SQLite by default, PostgreSQL (psycopg 3) through ``DATABASE_URL``. The schema is versioned
+with Alembic (``alembic/``); :mod:`tasks.schema` brings a database to the code's revision when a process first
+opens it. If Redis is flushed, what is here stays true: ready recordings stay ready, and recordings someone
+asked for (``wanted``) are requested again.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     Float,
     Integer,
@@ -22,15 +25,21 @@ from sqlalchemy import (
     delete,
     event,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from tasks.settings import Settings
 
 # Catalog states; the live `queued`/`processing` states of a job are in Redis.
 NEW, WANTED, READY, FAILED = "new", "wanted", "ready", "failed"
+# Where the media comes from: "http" (a registered media_url on the allowlist) or "twilio" (media_url may be
+# unknown until the download resolves it from the CallSid).
+HTTP, TWILIO = "http", "twilio"
+PROVIDERS = (HTTP, TWILIO)
 
 
 def utcnow() -> datetime:
@@ -43,17 +52,23 @@ class Base(DeclarativeBase):
 
 class Recording(Base):
     __tablename__ = "recordings"
-    __table_args__ = (UniqueConstraint("business_id", "call_sid", name="uq_recordings_business_call"),)
+    __table_args__ = (
+        UniqueConstraint("business_id", "call_sid", name="uq_recordings_business_call"),
+        # Ids are never reused (SQLite would reuse the highest after a delete): jobs and downloads in flight
+        # tell a deleted-and-registered-again recording from the old one by its id.
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     business_id: Mapped[str] = mapped_column(String(64), index=True)
     call_sid: Mapped[str] = mapped_column(String(64))
-    media_url: Mapped[str] = mapped_column(String(2048))
+    provider: Mapped[str] = mapped_column(String(16), default=HTTP, server_default=HTTP)
+    media_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     duration_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     state: Mapped[str] = mapped_column(String(16), default=NEW, index=True)
     error: Mapped[str | None] = mapped_column(String(500), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    size_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     content_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     file_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
@@ -68,7 +83,8 @@ class RecordingRow:
     id: int
     business_id: str
     call_sid: str
-    media_url: str
+    provider: str
+    media_url: str | None
     duration_seconds: float | None
     state: str
     error: str | None
@@ -83,38 +99,53 @@ class RecordingRow:
     @classmethod
     def of(cls, rec: Recording) -> RecordingRow:
         return cls(
-            id=rec.id, business_id=rec.business_id, call_sid=rec.call_sid, media_url=rec.media_url,
-            duration_seconds=rec.duration_seconds, state=rec.state, error=rec.error, attempts=rec.attempts,
-            size_bytes=rec.size_bytes, content_type=rec.content_type, sha256=rec.sha256,
-            file_path=rec.file_path, created_at=_aware(rec.created_at) or utcnow(), ready_at=_aware(rec.ready_at),
+            id=rec.id, business_id=rec.business_id, call_sid=rec.call_sid, provider=rec.provider,
+            media_url=rec.media_url, duration_seconds=rec.duration_seconds, state=rec.state, error=rec.error,
+            attempts=rec.attempts, size_bytes=rec.size_bytes, content_type=rec.content_type, sha256=rec.sha256,
+            file_path=rec.file_path, created_at=_utc(rec.created_at),
+            ready_at=_utc(rec.ready_at) if rec.ready_at is not None else None,
         )
 
 
-def _aware(value: datetime | None) -> datetime | None:
+def _utc(value: datetime) -> datetime:
     # SQLite returns naive datetimes; every value we store is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
 
+def normalize_database_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` (what hosting platforms hand out) mean psycopg 3 here."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
 def get_engine(settings: Settings) -> Engine:
-    """The engine for ``settings.database_url``, created once per process, with its tables."""
-    url = settings.database_url
+    """The engine for ``settings.database_url``, created once per process, its schema checked (and brought up
+    to date when allowed, see :func:`tasks.schema.ensure_schema`)."""
+    from tasks.schema import ensure_schema
+
+    url = normalize_database_url(settings.database_url)
     with _engines_lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = _make_engine(settings)
-            Base.metadata.create_all(engine)
+            engine = make_engine(url, settings)
+            try:
+                ensure_schema(engine, auto_migrate=settings.db_auto_migrate)
+            except BaseException:
+                engine.dispose()
+                raise
             _engines[url] = engine
         return engine
 
 
-def _make_engine(settings: Settings) -> Engine:
-    url = settings.database_url
+def make_engine(url: str, settings: Settings) -> Engine:
+    """A new engine for ``url`` (no schema check): SQLite in WAL mode, or a pooled PostgreSQL engine."""
+    url = normalize_database_url(url)
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -128,7 +159,16 @@ def _make_engine(settings: Settings) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # Every process (gunicorn worker, celery worker) has its own pool; size the server's max_connections for
+    # processes x (pool_size + max_overflow), see docs/deploy.md.
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 10, "application_name": "recplay"},
+    )
 
 
 def dispose_engines() -> None:
@@ -152,18 +192,22 @@ class Catalog:
             return RecordingRow.of(rec) if rec else None
 
     def register(
-        self, business_id: str, call_sid: str, media_url: str, duration_seconds: float | None
+        self, business_id: str, call_sid: str, media_url: str | None, duration_seconds: float | None,
+        provider: str = HTTP,
     ) -> tuple[RecordingRow, bool]:
-        """Insert the recording; returns (row, created). An existing row is returned as it is."""
-        from sqlalchemy.exc import IntegrityError
+        """Insert the recording; returns (row, created). An existing row is returned as it is.
 
+        Concurrent registrations of the same recording are safe: the unique constraint lets one insert win and
+        the others read its row.
+        """
         existing = self.get(business_id, call_sid)
         if existing:
             return existing, False
         try:
             with Session(self.engine) as s, s.begin():
-                rec = Recording(business_id=business_id, call_sid=call_sid, media_url=media_url,
-                                duration_seconds=duration_seconds, state=NEW, attempts=0, created_at=utcnow())
+                rec = Recording(business_id=business_id, call_sid=call_sid, provider=provider,
+                                media_url=media_url, duration_seconds=duration_seconds, state=NEW, attempts=0,
+                                created_at=utcnow())
                 s.add(rec)
                 s.flush()
                 row = RecordingRow.of(rec)
@@ -181,6 +225,15 @@ class Catalog:
             q = q.where(Recording.id < before_id)
         with Session(self.engine) as s:
             return [RecordingRow.of(r) for r in s.scalars(q.order_by(Recording.id.desc()).limit(limit))]
+
+    def set_media_url(self, recording_id: int, media_url: str) -> str:
+        """Record the media URL resolved for a recording that had none; returns the URL the row holds (a
+        concurrent resolution that won keeps its own)."""
+        with Session(self.engine) as s, s.begin():
+            s.execute(update(Recording).where(Recording.id == recording_id, Recording.media_url.is_(None))
+                      .values(media_url=media_url))
+            held = s.scalar(select(Recording.media_url).where(Recording.id == recording_id))
+        return held or media_url
 
     def mark_wanted(self, recording_id: int) -> None:
         with Session(self.engine) as s, s.begin():
@@ -233,13 +286,12 @@ class Catalog:
             return row
 
     def wanted(self, limit: int = 500) -> list[RecordingRow]:
-        """Recordings someone asked for that are not ready or failed yet (the sweeper re-requests lost ones)."""
+        """Recordings someone asked for that are not ready or failed yet (the sweeper re-requests lost
+        ones)."""
         with Session(self.engine) as s:
             q = select(Recording).where(Recording.state == WANTED).order_by(Recording.id).limit(limit)
             return [RecordingRow.of(r) for r in s.scalars(q)]
 
     def ping(self) -> None:
-        from sqlalchemy import text
-
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -16,11 +16,11 @@ from tasks.catalog import Catalog
 from tasks.dispatch import MESSAGE_VERSION, send_download, send_handed
 from tasks.errors import LeaseLost, ProviderError
 from tasks.jobs import finish_job, new_task_id
-from tasks.providers import Fetcher, new_session
+from tasks.providers import Fetcher, fetch_recording, new_session
 from tasks.redis_client import get_redis
 from tasks.semaphore import Acquired, BusinessSlots, Parked, slot
 from tasks.settings import Settings, get_settings
-from tasks.store import MediaStore
+from tasks.store import media_store
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Attempt:
     def _download(self, slots: BusinessSlots, got: Acquired) -> str:
         logs.bind(attempt=got.attempts)
         client, settings = slots.client, self.settings
-        catalog, store = Catalog(settings), MediaStore(settings.media_dir)
+        catalog, store = Catalog(settings), media_store(settings)
         ctx = f"business_id={self.business_id} call_sid={self.call_sid} task_id={self.task_id} attempt={got.attempts}"
         rec = catalog.get(self.business_id, self.call_sid)
         job_recording = client.hget(keys.job(self.business_id, self.call_sid), "recording_id")
@@ -123,7 +123,7 @@ class Attempt:
         partial = store.open_partial(self.business_id, self.call_sid)
         try:
             with Heartbeat(slots, self.call_sid, got.fence) as beat:
-                written = _fetcher(settings).fetch(rec.media_url, partial, stop=beat.lost)
+                written = fetch_recording(_fetcher(settings), catalog, rec, partial, stop=beat.lost)
             # Our lease must still be ours when we store: a reclaimed attempt never overwrites a newer one.
             if beat.lost.is_set() or not slots.renew(self.call_sid, got.fence):
                 raise LeaseLost("slot lease lost before the result was stored")

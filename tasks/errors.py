@@ -29,12 +29,15 @@ class ProviderError(RecplayError):
     Attributes:
         permanent: True when trying again cannot help (404, other 4xx, non-audio answer).
         retry_after: seconds the provider asked us to wait, if it said.
+        status: the provider's HTTP status, when the attempt failed on one.
     """
 
-    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None,
+                 status: int | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        self.status = status
 
 
 class LeaseLost(RecplayError):

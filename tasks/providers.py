@@ -17,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from tasks.catalog import TWILIO, Catalog, RecordingRow
 from tasks.errors import LeaseLost, MediaHostNotAllowed, ProviderError
 from tasks.settings import Settings
 from tasks.store import PartialFile, Written
@@ -95,10 +96,22 @@ def may_redirect_to(url: str, settings: Settings) -> bool:
     return scheme == "https" and _is_public_host(host, port)
 
 
+def is_twilio_url(url: str | None, settings: Settings) -> bool:
+    """Whether ``url`` is on Twilio's REST API: https://api.twilio.com, or the configured
+    RECPLAY_TWILIO_API_BASE origin (a regional edge, or a stand-in in tests)."""
+    if not url:
+        return False
+    try:
+        key = host_key(url)
+    except MediaHostNotAllowed:
+        return False
+    return key == host_key(settings.twilio_api_base) or key in {("https", h, 443) for h in TWILIO_HOSTS}
+
+
 def credentials_for(url: str, settings: Settings) -> tuple[str, str] | None:
-    """HTTP Basic credentials for a Twilio media URL, if configured."""
-    _, host, _ = host_key(url)
-    if host not in TWILIO_HOSTS:
+    """HTTP Basic credentials for a URL on Twilio's API, if configured: an API key SID and secret, else the
+    account SID and auth token. Never for another host, nor for plain http to api.twilio.com."""
+    if not is_twilio_url(url, settings):
         return None
     if settings.twilio_api_key and settings.twilio_api_secret:
         return settings.twilio_api_key, settings.twilio_api_secret
@@ -118,6 +131,20 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def check_status(response: requests.Response) -> None:
+    """Raises ProviderError (and closes the response) unless it is a 200: 408, 425, 429 and 5xx are worth
+    another attempt (after Retry-After, if given); anything else is permanent."""
+    code = response.status_code
+    if code == 200:
+        return
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    response.close()
+    if code in (408, 425, 429) or code >= 500:
+        raise ProviderError(f"provider answered {code}", permanent=False, retry_after=retry_after,
+                            status=code)
+    raise ProviderError(f"provider answered {code}", permanent=True, status=code)
 
 
 def _looks_like_audio(head: bytes) -> bool:
@@ -170,24 +197,16 @@ class Fetcher:
                     raise ProviderError("redirect to a host that is not allowed", permanent=True)
                 current = target
                 continue
-            self._check_status(response)
+            check_status(response)
             return response
         raise ProviderError("too many redirects", permanent=True)
 
-    def _check_status(self, response: requests.Response) -> None:
-        code = response.status_code
-        if code == 200:
-            return
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        response.close()
-        if code in (408, 425, 429) or code >= 500:
-            raise ProviderError(f"provider answered {code}", permanent=False, retry_after=retry_after)
-        raise ProviderError(f"provider answered {code}", permanent=True)
-
-    def _read(self, response: requests.Response, partial: PartialFile, stop: threading.Event | None) -> Written:
+    def _read(self, response: requests.Response, partial: PartialFile,
+              stop: threading.Event | None) -> Written:
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if not content_type.startswith("audio/") and content_type not in SNIFFABLE:
-            raise ProviderError(f"provider answered a non-audio type {content_type or 'none'!r}", permanent=True)
+            raise ProviderError(f"provider answered a non-audio type {content_type or 'none'!r}",
+                                permanent=True)
         declared = response.headers.get("Content-Length")
         expected = int(declared) if declared and declared.isdigit() else None
         if expected is not None and expected > self.settings.max_media_bytes:
@@ -212,7 +231,8 @@ class Fetcher:
         if partial.size == 0:
             raise ProviderError("provider sent an empty body", permanent=False)
         if expected is not None and partial.size != expected:
-            raise ProviderError(f"body of {partial.size} bytes, Content-Length said {expected}", permanent=False)
+            raise ProviderError(f"body of {partial.size} bytes, Content-Length said {expected}",
+                                permanent=False)
         if content_type in SNIFFABLE:
             if not _looks_like_audio(head):
                 raise ProviderError("provider answered a body that is not audio", permanent=True)
@@ -226,3 +246,20 @@ def new_session() -> requests.Session:
     session = requests.Session()
     session.headers["User-Agent"] = "recplay/0.1"
     return session
+
+
+def fetch_recording(fetcher: Fetcher, catalog: Catalog, rec: RecordingRow, partial: PartialFile,
+                    stop: threading.Event | None = None) -> Written:
+    """Download ``rec``'s media into ``partial``: its media URL, or for a Twilio recording the URL resolved
+    from its CallSid, in the configured format, not-ready answers retried for a while (:mod:`tasks.twilio`).
+
+    Raises:
+        ProviderError, LeaseLost: as :meth:`Fetcher.fetch`.
+    """
+    from tasks import twilio
+
+    if rec.provider == TWILIO or is_twilio_url(rec.media_url, fetcher.settings):
+        return twilio.fetch(fetcher, catalog, rec, partial, stop)
+    if not rec.media_url:
+        raise ProviderError("recording has no media URL", permanent=True)
+    return fetcher.fetch(rec.media_url, partial, stop)

@@ -17,7 +17,7 @@ from tasks.dispatch import send_download, send_handed
 from tasks.jobs import Job, RequestMode, delete_job, get_job, get_jobs, request_job
 from tasks.semaphore import BusinessSlots
 from tasks.settings import Settings
-from tasks.store import MediaStore
+from tasks.store import Store, media_store
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Status:
         }
 
 
-def status_of(rec: RecordingRow, job: Job | None, store: MediaStore) -> Status:
+def status_of(rec: RecordingRow, job: Job | None, store: Store) -> Status:
     ready = rec.state == READY and store.exists(rec.file_path)
     if ready:
         status, error = "ready", None
@@ -71,7 +71,7 @@ class Recordings:
     def __init__(self, client: redis.Redis, settings: Settings, business_id: str) -> None:
         self.client, self.settings, self.business_id = client, settings, business_id
         self.catalog = Catalog(settings)
-        self.store = MediaStore(settings.media_dir)
+        self.store: Store = media_store(settings)
 
     def get(self, call_sid: str) -> RecordingRow | None:
         return self.catalog.get(self.business_id, call_sid)
@@ -95,7 +95,7 @@ class Recordings:
             self.catalog.mark_lost(rec.id)
             mode = "force"
         result = request_job(self.client, self.settings, self.business_id, rec.call_sid,
-                             media_url=rec.media_url, recording_id=rec.id, mode=mode)
+                             media_url=rec.media_url or "", recording_id=rec.id, mode=mode)
         if result.outcome == "enqueued" and result.task_id:
             if rec.state != WANTED:
                 self.catalog.mark_wanted(rec.id)

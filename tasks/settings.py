@@ -92,6 +92,37 @@ class Settings:
     twilio_api_key: str | None = None
     twilio_api_secret: str | None = None
     twilio_auth_token: str | None = None
+    # --- Deployment: database, Twilio, nginx, abuse limits, shared storage (docs/deploy.md) ---
+    # Bring the catalog's schema to the code's revision when a process opens it. Default: on for SQLite (one
+    # host, nothing else to run), off for PostgreSQL, where `alembic upgrade head` is a deploy step.
+    db_auto_migrate: bool = True
+    db_pool_size: int = 5
+    db_max_overflow: int = 10
+    # Twilio's REST API (a stand-in in tests), the media format asked for, and how long a 404 right after a
+    # call is retried (the recording may not be processed yet).
+    twilio_api_base: str = "https://api.twilio.com"
+    twilio_format: str = "mp3"
+    twilio_not_ready_seconds: float = 120.0
+    # Answer the stream endpoint with X-Accel-Redirect to this internal location prefix; nginx sends the file.
+    accel_redirect: str | None = None
+    # Trust X-Forwarded-Proto/Host/Port/Prefix from this many proxies in front (0: trust nothing).
+    trust_proxy: int = 0
+    # Fetch a recording as soon as Twilio's status callback says it is completed.
+    prefetch: bool = False
+    # Per-business request limits (flask-limiter syntax); the stream endpoint has its own, higher one because
+    # players issue many Range requests. Empty: no limit.
+    rate_limit: str = "600/minute"
+    stream_rate_limit: str = "3000/minute"
+    rate_limit_storage_url: str | None = None
+    # Media storage: "local" (RECPLAY_DATA_DIR/media) or "s3" (an S3-compatible bucket shared by all hosts).
+    storage: str = "local"
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_prefix: str = ""
+    # S3 streaming: "redirect" (302 to a presigned URL) or "proxy" (the API streams the object with Range).
+    s3_stream: str = "redirect"
+    s3_presign_seconds: int = 300
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -113,6 +144,27 @@ class Settings:
         if self.dev:
             return "recplay-dev-secret-key-not-for-production"
         raise ConfigError("RECPLAY_SECRET_KEY is not set (set RECPLAY_DEV=1 for a development key)")
+
+
+def _trust_proxy(raw: str) -> int:
+    """RECPLAY_TRUST_PROXY: empty/0/false trusts no forwarding header; 1/true one proxy; N that many."""
+    raw = raw.strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return 0
+    if raw in ("true", "yes", "on"):
+        return 1
+    if raw.isdigit():
+        return int(raw)
+    raise ConfigError(f"RECPLAY_TRUST_PROXY must be 0, 1 or a number of proxies, got {raw!r}")
+
+
+def _accel_prefix(raw: str) -> str | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not raw.startswith("/"):
+        raise ConfigError(f"RECPLAY_ACCEL_REDIRECT must be a location path starting with '/', got {raw!r}")
+    return raw.rstrip("/") + "/"
 
 
 def load_settings() -> Settings:
@@ -146,6 +198,28 @@ def load_settings() -> Settings:
         twilio_api_key=os.environ.get("TWILIO_API_KEY") or None,
         twilio_api_secret=os.environ.get("TWILIO_API_SECRET") or None,
         twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN") or None,
+        db_auto_migrate=(
+            _flag("RECPLAY_DB_AUTO_MIGRATE") if os.environ.get("RECPLAY_DB_AUTO_MIGRATE", "").strip()
+            else database_url.startswith("sqlite")
+        ),
+        db_pool_size=_int("RECPLAY_DB_POOL_SIZE", 5, minimum=1),
+        db_max_overflow=_int("RECPLAY_DB_MAX_OVERFLOW", 10),
+        twilio_api_base=(os.environ.get("RECPLAY_TWILIO_API_BASE", "").strip() or "https://api.twilio.com").rstrip("/"),
+        twilio_format=_choice("RECPLAY_TWILIO_FORMAT", "mp3", ("mp3", "wav")),
+        twilio_not_ready_seconds=_float("RECPLAY_TWILIO_NOT_READY_SECONDS", 120.0),
+        accel_redirect=_accel_prefix(os.environ.get("RECPLAY_ACCEL_REDIRECT", "")),
+        trust_proxy=_trust_proxy(os.environ.get("RECPLAY_TRUST_PROXY", "")),
+        prefetch=_flag("RECPLAY_PREFETCH"),
+        rate_limit=os.environ.get("RECPLAY_RATE_LIMIT", "600/minute").strip(),
+        stream_rate_limit=os.environ.get("RECPLAY_STREAM_RATE_LIMIT", "3000/minute").strip(),
+        rate_limit_storage_url=os.environ.get("RECPLAY_RATE_LIMIT_STORAGE_URL", "").strip() or None,
+        storage=_choice("RECPLAY_STORAGE", "local", ("local", "s3")),
+        s3_bucket=os.environ.get("RECPLAY_S3_BUCKET", "").strip() or None,
+        s3_endpoint_url=os.environ.get("RECPLAY_S3_ENDPOINT_URL", "").strip() or None,
+        s3_region=os.environ.get("RECPLAY_S3_REGION", "").strip() or None,
+        s3_prefix=os.environ.get("RECPLAY_S3_PREFIX", "").strip().strip("/"),
+        s3_stream=_choice("RECPLAY_S3_STREAM", "redirect", ("redirect", "proxy")),
+        s3_presign_seconds=_int("RECPLAY_S3_PRESIGN_SECONDS", 300, minimum=10),
     )
 
 

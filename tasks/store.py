@@ -1,5 +1,7 @@
-"""The media store: a local directory. Files are written aside, checked, fsynced, then renamed into place, so a
-reader only ever sees a whole file."""
+"""The media store: a local directory (the default), or an S3-compatible bucket shared by several hosts
+(``RECPLAY_STORAGE=s3``, :mod:`tasks.s3store`); :func:`media_store` picks the configured one. Files are
+written aside, checked, fsynced, then renamed into place (or uploaded in one PUT), so a reader only ever sees
+a whole file."""
 
 from __future__ import annotations
 
@@ -8,7 +10,11 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeAlias
+
+if TYPE_CHECKING:
+    from tasks.s3store import S3Store
+    from tasks.settings import Settings
 
 EXTENSIONS = {
     "audio/mpeg": "mp3",
@@ -61,6 +67,10 @@ class PartialFile:
 
 
 class MediaStore:
+    """Media files under one local directory (``RECPLAY_DATA_DIR/media``)."""
+
+    kind = "local"
+
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()
 
@@ -104,3 +114,15 @@ class MediaStore:
             return True
         except OSError:
             return False
+
+
+Store: TypeAlias = "MediaStore | S3Store"
+
+
+def media_store(settings: Settings) -> Store:
+    """The configured store: the local media directory, or the S3 bucket."""
+    if settings.storage == "s3":
+        from tasks.s3store import S3Store
+
+        return S3Store(settings)
+    return MediaStore(settings.media_dir)

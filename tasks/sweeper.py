@@ -75,12 +75,13 @@ def rerequest_forgotten(client: redis.Redis, settings: Settings, report: SweepRe
     for rec in Catalog(settings).wanted():
         if get_job(client, rec.business_id, rec.call_sid) is not None:
             continue
-        result = request_job(client, settings, rec.business_id, rec.call_sid, media_url=rec.media_url,
+        result = request_job(client, settings, rec.business_id, rec.call_sid, media_url=rec.media_url or "",
                              recording_id=rec.id, mode="fetch")
         if result.outcome == "enqueued" and result.task_id:
             send_download(rec.business_id, rec.call_sid, result.task_id)
             report.rerequested.append((rec.business_id, rec.call_sid))
-            log.warning("re-requested a forgotten job business_id=%s call_sid=%s", rec.business_id, rec.call_sid)
+            log.warning("re-requested a forgotten job business_id=%s call_sid=%s",
+                        rec.business_id, rec.call_sid)
 
 
 def sweep(client: redis.Redis, settings: Settings, business_id: str | None = None) -> SweepReport:

@@ -116,6 +116,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "RECPLAY_READ_TIMEOUT": "10",
         "RECPLAY_CONNECT_TIMEOUT": "5",
         "RECPLAY_SWEEP_SECONDS": "1",
+        # Tests poll statuses fast; the request limits have their own tests (tests/test_rate_limit.py).
+        "RECPLAY_RATE_LIMIT": "",
+        "RECPLAY_STREAM_RATE_LIMIT": "",
     })
     for name in ("RECPLAY_DEV", "RECPLAY_ADMIN_TOKEN", "DATABASE_URL", "RECPLAY_MAX_CONCURRENT",
                  "RECPLAY_LEASE_SECONDS", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY",

@@ -1,0 +1,83 @@
+"""Provider callbacks. Twilio's recording status callback registers a finished recording (and fetches it at
+once with RECPLAY_PREFETCH=1).
+
+Configure it per business in TwiML or the REST API: ``recordingStatusCallback =
+https://<public host>/webhooks/twilio/<business_id>/recordings`` (``recordingStatusCallbackEvent`` may keep
+its default, ``completed``). Every request must carry a valid ``X-Twilio-Signature``: an HMAC of the public
+URL Twilio requested and the form fields, keyed with TWILIO_AUTH_TOKEN. Behind a proxy, set
+RECPLAY_TRUST_PROXY so the URL is rebuilt from X-Forwarded-Proto/Host/Port. A callback is acknowledged with
+204 whatever it reports; repeated callbacks change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from flask import Blueprint, Response, request
+from twilio.request_validator import RequestValidator
+
+from api.auth import settings
+from api.errors import ApiError
+from tasks.catalog import TWILIO
+from tasks.errors import InvalidId, MediaHostNotAllowed
+from tasks.ids import check_id
+from tasks.providers import check_media_url
+from tasks.recordings import Recordings
+from tasks.redis_client import get_redis
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+def _verify_twilio_signature() -> None:
+    """Raises ApiError 403 unless the request is signed by Twilio with our auth token."""
+    token = settings().twilio_auth_token
+    if not token:
+        log.warning("Twilio callback refused: TWILIO_AUTH_TOKEN is not set, signatures cannot be checked")
+        raise ApiError(403, "forbidden", "Twilio callbacks are not configured")
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature or not RequestValidator(token).validate(request.url, request.form, signature):
+        log.warning("Twilio callback refused: bad signature url=%s", request.base_url)
+        raise ApiError(403, "forbidden", "invalid X-Twilio-Signature")
+
+
+def _duration(raw: str | None) -> float | None:
+    try:
+        value = float(raw) if raw else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) and value >= 0 else None
+
+
+@bp.post("/twilio/<business_id>/recordings")
+def twilio_recording_status(business_id: str) -> Response:
+    check_id(business_id, "business_id")
+    _verify_twilio_signature()
+    form = request.form
+    status, call_sid, url = form.get("RecordingStatus"), form.get("CallSid", ""), form.get("RecordingUrl", "")
+    ctx = f"business_id={business_id} call_sid={call_sid} recording_sid={form.get('RecordingSid', '')}"
+    if status != "completed":
+        log.info("Twilio recording %s, nothing to do %s", status, ctx)
+        return Response(status=204)
+    try:
+        check_id(call_sid, "call_sid")
+        check_media_url(url, settings())
+    except (InvalidId, MediaHostNotAllowed) as exc:
+        log.warning("Twilio callback ignored: %s %s", exc, ctx)
+        raise ApiError(400, "invalid_body", str(exc)) from exc
+    recs = Recordings(get_redis(), settings(), business_id)
+    rec, created = recs.catalog.register(business_id, call_sid, url, _duration(form.get("RecordingDuration")),
+                                         provider=TWILIO)
+    if not created and rec.media_url is None:
+        recs.catalog.set_media_url(rec.id, url)  # registered earlier by its CallSid alone
+    elif not created and rec.media_url != url:
+        # A call recorded in several parts calls back once per recording: the first one is kept.
+        log.info("Twilio callback for another recording of a registered call, kept the first %s", ctx)
+    log.info("Twilio recording completed, %s %s", "registered" if created else "already registered", ctx)
+    if settings().prefetch:
+        current = recs.get(call_sid)
+        if current is not None:
+            recs.request(current, "fetch")
+    return Response(status=204)

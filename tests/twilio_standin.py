@@ -1,0 +1,223 @@
+"""A stand-in for Twilio's REST API on loopback: the call recordings list and recording media, both behind
+HTTP Basic, with the JSON and URL shapes of ``/2010-04-01`` (Recording resource).
+
+A test adds recordings to calls and gives each recording's media a behaviour (404 while "not ready", statuses
+answered first, a redirect to signed storage); the server records every request with its Authorization.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from twilio.request_validator import RequestValidator
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+API_KEY = "SK" + "fedcba9876543210" * 2
+API_SECRET = "api-key-secret"
+AUTH_TOKEN = "auth-token-0123456789"
+
+_LIST = re.compile(r"/2010-04-01/Accounts/(AC\w+)/Calls/(\w+)/Recordings\.json")
+_MEDIA = re.compile(r"/2010-04-01/Accounts/(AC\w+)/Recordings/(RE[0-9a-f]{32})(\.mp3|\.wav|\.json)?")
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def recording_sid(n: int) -> str:
+    return f"RE{n:032x}"
+
+
+def status_callback_form(recording_url: str, call_sid: str, status: str = "completed",
+                         n: int = 1) -> dict[str, str]:
+    """The form fields Twilio posts to a recordingStatusCallback."""
+    return {
+        "AccountSid": ACCOUNT_SID, "CallSid": call_sid, "RecordingSid": recording_sid(n),
+        "RecordingUrl": recording_url, "RecordingStatus": status, "RecordingDuration": "4",
+        "RecordingChannels": "1", "RecordingStartTime": "Fri, 17 May 2024 09:30:00 +0000",
+        "RecordingSource": "RecordVerb", "ErrorCode": "0",
+    }
+
+
+def sign(url: str, form: dict[str, str], token: str = AUTH_TOKEN) -> str:
+    """X-Twilio-Signature of a request to ``url`` with ``form``, as Twilio computes it."""
+    return str(RequestValidator(token).compute_signature(url, form))
+
+
+def mp3_bytes(n: int = 4000) -> bytes:
+    """Bytes that start like an MP3 file (an ID3 tag, then MPEG frame syncs)."""
+    frame = b"\xff\xfb\x90\x64" + bytes(range(256)) * 1
+    return (b"ID3\x04\x00\x00\x00\x00\x00\x00" + frame * (n // len(frame) + 1))[:n]
+
+
+@dataclass
+class Media:
+    mp3: bytes
+    wav: bytes
+    not_found_first: int = 0  # 404 while Twilio is still processing the recording
+    fail_first: list[int] = field(default_factory=list)  # e.g. [429, 429]
+    redirect_to: str | None = None  # 302 to signed storage, as Twilio does
+
+
+@dataclass
+class Call:
+    recordings: list[dict[str, Any]] = field(default_factory=list)  # newest first, as Twilio lists them
+    processing_first: int = 0  # list requests answered with the recording still "processing"
+
+
+class TwilioStandIn:
+    def __init__(self, credentials: tuple[str, str] = (API_KEY, API_SECRET)) -> None:
+        self.credentials = credentials
+        self.calls: dict[str, Call] = {}
+        self.media: dict[str, Media] = {}
+        self.lock = threading.Lock()
+        self.requests: list[tuple[str, str | None]] = []  # (path, Authorization)
+        self.times: dict[str, list[float]] = {}  # path -> monotonic arrival times
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, name="twilio", daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> TwilioStandIn:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def add_recording(self, call_sid: str, n: int, media: Media, status: str = "completed",
+                      processing_first: int = 0) -> str:
+        """A recording of ``call_sid``; returns its RecordingUrl (no extension, as status callbacks say)."""
+        sid = recording_sid(n)
+        resource = {
+            "account_sid": ACCOUNT_SID, "api_version": "2010-04-01", "call_sid": call_sid,
+            "conference_sid": None, "date_created": "Fri, 17 May 2024 09:30:12 +0000",
+            "date_updated": "Fri, 17 May 2024 09:30:20 +0000",
+            "start_time": "Fri, 17 May 2024 09:30:00 +0000",
+            "duration": "4", "sid": sid, "price": "-0.0025", "price_unit": "USD", "status": status,
+            "channels": 1, "source": "RecordVerb", "error_code": None, "track": "both",
+            "encryption_details": None,
+            "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}.json",
+            "subresource_uris": {
+                "add_on_results": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}/AddOnResults.json",
+                "transcriptions": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}/Transcriptions.json",
+            },
+            "media_url": f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}",
+        }
+        with self.lock:
+            call = self.calls.setdefault(call_sid, Call())
+            call.recordings.insert(0, resource)
+            call.processing_first = max(call.processing_first, processing_first)
+            self.media[sid] = media
+        return f"{self.base}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
+
+    def paths(self) -> list[str]:
+        with self.lock:
+            return [path for path, _ in self.requests]
+
+    def auth_of(self, path_part: str) -> list[str | None]:
+        with self.lock:
+            return [auth for path, auth in self.requests if path_part in path]
+
+    def _list_body(self, call_sid: str, call: Call | None, path: str) -> dict[str, Any]:
+        recordings = [dict(r) for r in (call.recordings if call else [])]
+        if call is not None and call.processing_first > 0:
+            call.processing_first -= 1
+            for r in recordings:
+                r["status"] = "processing"
+        return {
+            "end": max(0, len(recordings) - 1), "first_page_uri": f"{path}?PageSize=50&Page=0",
+            "next_page_uri": None, "page": 0, "page_size": 50, "previous_page_uri": None,
+            "recordings": recordings, "start": 0, "uri": f"{path}?PageSize=50&Page=0",
+        }
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                auth = self.headers.get("Authorization")
+                with standin.lock:
+                    standin.requests.append((path, auth))
+                    standin.times.setdefault(path, []).append(time.monotonic())
+                if auth != basic(*standin.credentials):
+                    self._json(401, {"code": 20003, "message": "Authenticate", "status": 401,
+                                     "more_info": "https://www.twilio.com/docs/errors/20003"})
+                    return
+                listed = _LIST.fullmatch(path)
+                if listed and listed.group(1) == ACCOUNT_SID:
+                    with standin.lock:
+                        body = standin._list_body(listed.group(2), standin.calls.get(listed.group(2)), path)
+                    self._json(200, body)
+                    return
+                media = _MEDIA.fullmatch(path)
+                if media and media.group(1) == ACCOUNT_SID and media.group(3) != ".json":
+                    self._media(media.group(2), media.group(3) or ".wav")
+                    return
+                self._not_found()
+
+            def _media(self, sid: str, ext: str) -> None:
+                with standin.lock:
+                    behaviour = standin.media.get(sid)
+                    status = None
+                    if behaviour is not None and behaviour.not_found_first > 0:
+                        behaviour.not_found_first -= 1
+                        status = 404
+                    elif behaviour is not None and behaviour.fail_first:
+                        status = behaviour.fail_first.pop(0)
+                if behaviour is None or status == 404:
+                    self._not_found()
+                    return
+                if status is not None:
+                    self._json(status, {"code": 20429, "message": "Too Many Requests", "status": status})
+                    return
+                if behaviour.redirect_to:
+                    self.send_response(302)
+                    self.send_header("Location", behaviour.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                mp3 = ext == ".mp3"
+                body, kind = (behaviour.mp3, "audio/mpeg") if mp3 else (behaviour.wav, "audio/x-wav")
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _not_found(self) -> None:
+                self._json(404, {"code": 20404, "message": "The requested resource was not found",
+                                 "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404})
+
+            def _json(self, status: int, body: dict[str, Any]) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        return Handler
+
