@@ -42,6 +42,7 @@ def run(smoke: bool) -> Values:
                 url = st.provider.add(f"/{business_id}/{call_sid}.wav", body=body, delay=latency)
                 items.append((business_id, call_sid, url))
         harness.register_all(base, items)
+        harness.warm_up(st, base)
         wanted = [[b, c] for b, c, _ in items for _ in range(repeats)]
         random.shuffle(wanted)
         spec = spec_file({"base": base, "requests": wanted,
@@ -59,14 +60,14 @@ def run(smoke: bool) -> Values:
         makespan = max(done.values()) - started
         created = [int(c or 0) / 1000 for b, calls in jobs.items()
                    for (c,) in harness.job_fields(b, calls, "created_at")]
-        downloads = st.provider.total_downloads()
+        downloads = harness.downloads_of(st.provider, items)
         rss = st.peak_rss_mib()
         return {
             "ratio": makespan / ideal,
             "makespan": makespan,
             "ideal": ideal,
             "duplicates": downloads - len(items),
-            "max_in_flight": max(st.provider.max_in_flight.values()),
+            "max_in_flight": max(st.provider.max_in_flight[b] for b in jobs),
             "limit": limit,
             "answered": client.output["last_answer"] - started,
             "enqueued": max(created) - started,

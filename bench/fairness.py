@@ -49,6 +49,7 @@ def run(smoke: bool) -> Values:
         items += [("fairB", c, st.provider.add(f"/fairB/{c}.wav", body=body, delay=LATENCY))
                   for c in b_alone + b_flood]
         harness.register_all(base, items)
+        harness.warm_up(st, base)
 
         # B alone.
         alone = _paced_b(st, base, b_alone, time.time() + 0.2)

@@ -237,6 +237,10 @@ class Stack:
             "RECPLAY_SECRET_KEY": SECRET,
             "RECPLAY_MEDIA_HOSTS": self.provider.host,
             "RECPLAY_SWEEP_SECONDS": "5",
+            # The per-business abuse limits stay on (their cost per request is part of the API's), set far above
+            # what a scenario sends so they never answer 429.
+            "RECPLAY_RATE_LIMIT": "10000000/minute",
+            "RECPLAY_STREAM_RATE_LIMIT": "10000000/minute",
             **self.extra_env,
         }
         for name in ("DATABASE_URL", "RECPLAY_DEV", "RECPLAY_ACCEL_REDIRECT"):
@@ -248,8 +252,7 @@ class Stack:
             if name not in self.env:
                 os.environ.pop(name, None)
         reset_domain()
-        # Create the catalog's tables before any process starts: on a fresh SQLite file, processes that
-        # create them at once race ("table recordings already exists", a 500 on the first request).
+        # Create the catalog's schema before any process starts, so no scenario measures a migration.
         from tasks.catalog import get_engine
         from tasks.settings import get_settings
 
@@ -547,6 +550,26 @@ def register_all(base_url: str, items: list[tuple[str, str, str]], threads: int 
         list(pool.map(put, items))
     if errors:
         raise RuntimeError(f"registration failed: {errors[:3]}")
+
+
+def warm_up(st: Stack, base: str) -> None:
+    """One download through the API and the worker before a measured phase, so no scenario measures a process's
+    first-use costs (imports done on first use, connection pools, the catalog's schema check)."""
+    import urllib.request
+
+    from tests.provider import make_wav
+
+    url = st.provider.add("/warmup/CAwarm.wav", body=make_wav(0.05))
+    register_all(base, [("warmup", "CAwarm", url)])
+    request = urllib.request.Request(f"{base}/api/recordings/CAwarm/fetch", method="POST",
+                                     headers={"Authorization": f"Bearer {token_for('warmup')}"})
+    urllib.request.urlopen(request, timeout=60).close()
+    wait_ready({"warmup": ["CAwarm"]}, timeout=60)
+
+
+def downloads_of(provider: TimedProvider, items: list[tuple[str, str, str]]) -> int:
+    """Provider downloads of these (business_id, call_sid, url) items, whose paths are /business/call_sid.wav."""
+    return sum(provider.downloads[f"/{b}/{c}.wav"] for b, c, _ in items)
 
 
 def percentile(values: list[float], q: float) -> float:

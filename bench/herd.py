@@ -60,6 +60,7 @@ def run(smoke: bool) -> Values:
         trickle = size / RATE
         url = st.provider.add("/herd/CAherd.wav", body=body, trickle_seconds=trickle)
         harness.register_all(base, [("herd", "CAherd", url)])
+        harness.warm_up(st, base)
         ours = _herd(st, f"{base}/api/recordings/CAherd/stream",
                      {"Authorization": f"Bearer {harness.token_for('herd')}", **RANGE}, clients)
         provider_done = st.provider.finished["/herd/CAherd.wav"][0]

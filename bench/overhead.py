@@ -33,6 +33,7 @@ def run(smoke: bool) -> Values:
             jobs[business_id].append(call_sid)
             items.append((business_id, call_sid, st.provider.add(f"/{business_id}/{call_sid}.wav", body=body)))
         harness.register_all(base, items)
+        harness.warm_up(st, base)
         spec = spec_file({"base": base, "tokens": {b: harness.token_for(b) for b in jobs},
                           "requests": [[b, c] for b, c, _ in items], "threads": CLIENT_THREADS})
         st.profile_start()
@@ -45,16 +46,23 @@ def run(smoke: bool) -> Values:
         api_cpu, worker_cpu = st.cpu_seconds("api") - api_cpu, st.cpu_seconds("worker") - worker_cpu
         st.profile_stop()
         elapsed = max(done.values()) - ours.output["started"]
-        downloads = st.provider.total_downloads()
+        downloads = harness.downloads_of(st.provider, items)
         rss = st.peak_rss_mib()
         worker.stop()
 
         st.worker(concurrency=CONCURRENCY, app="bench.noop_app", name="noop", role="peer_worker")
-        st.profile_start("peer-", roles=("peer_worker",))
-        peer_cpu = st.cpu_seconds("peer_worker")
         from tasks.redis_client import get_redis
 
         redis = get_redis()
+        spec = spec_file({"count": 1, "threads": 1})  # warm up the no-op worker too
+        try:
+            st.client("noop", spec)
+        finally:
+            remove(spec)
+        harness.wait_for(lambda: redis.llen(DONE_KEY) >= 1, 60, "the warm-up no-op task to run")
+        redis.delete(DONE_KEY)
+        st.profile_start("peer-", roles=("peer_worker",))
+        peer_cpu = st.cpu_seconds("peer_worker")
         spec = spec_file({"count": count, "threads": CLIENT_THREADS})
         try:
             peer = st.client("noop", spec)

@@ -17,10 +17,10 @@ from bench import harness
 from bench.scenario import Goal, Metric, Scenario, Values, at_least
 
 CHUNK = 64 * 1024
-ACCEL_PREFIX = "/_accel/"
+ACCEL_PREFIX = "/protected-media/"
 CONNECTIONS = 16
 NOT_MEASURED = ("X-Accel-Redirect was not measured: the API on this commit does not answer the stream endpoint "
-                "with X-Accel-Redirect when RECPLAY_ACCEL_REDIRECT is set (that feature is not on this branch).")
+                "with X-Accel-Redirect when RECPLAY_ACCEL_REDIRECT is set.")
 
 WRK_SCRIPT = Path(__file__).with_name("range.lua")
 
@@ -38,8 +38,14 @@ NGINX_SERVERS = """\
             proxy_set_header Host $host;
         }}
         location {accel} {{
+            # As deploy/nginx.conf: the API's validators, Range and If-Range applied by nginx.
             internal;
             alias {media}/;
+            etag off;
+            add_header ETag $upstream_http_etag;
+            add_header Last-Modified $upstream_http_last_modified;
+            if_modified_since off;
+            max_ranges 1;
         }}
         location /media/ {{
             alias {media}/;
@@ -58,6 +64,8 @@ def _wrk(st: harness.Stack, url: str, headers: dict[str, str], seconds: int, siz
     out = run.output
     if out["non2xx"] or out["socket_errors"] or not out["requests"]:
         raise RuntimeError(f"wrk against {url} saw errors: {out}")
+    if not CHUNK < out["bytes"] / out["requests"] < CHUNK + 2048:  # a 64 KiB body and its headers
+        raise RuntimeError(f"wrk against {url} did not get 64 KiB answers: {out}")
     return out, run.cpu_seconds / (out["duration_us"] / 1e6)
 
 
