@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 5000
 
-.PHONY: install install-test run test lint jstest pytest clean
+.PHONY: install install-test install-bench run test lint jstest pytest bench bench-smoke clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,9 +16,15 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
+
+install-bench: $(VENV)/.installed-bench
 
 run: install
 	PORT=$(PORT) $(PY) scripts/run.py
@@ -35,6 +41,14 @@ pytest: install-test
 	$(PY) -m pytest
 
 test: lint jstest pytest
+
+# Benchmarks (not part of the test suite): each scenario 5 times, results in bench/RESULTS.md. Needs redis-server,
+# nginx and wrk. bench-smoke runs every scenario once at a tenth of its size (bench/out/RESULTS-smoke.md).
+bench: install-bench
+	$(PY) -m bench.run
+
+bench-smoke: install-bench
+	$(PY) -m bench.run --smoke
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

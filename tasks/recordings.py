@@ -6,6 +6,7 @@ plain data; the HTTP layer only maps them to responses.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -93,15 +94,17 @@ class Recordings:
             log.warning("stored file missing, fetching again business_id=%s call_sid=%s",
                         self.business_id, rec.call_sid)
             self.catalog.mark_lost(rec.id)
+            rec = dataclasses.replace(rec, state=WANTED, file_path=None, sha256=None, ready_at=None)
             mode = "force"
         result = request_job(self.client, self.settings, self.business_id, rec.call_sid,
                              media_url=rec.media_url or "", recording_id=rec.id, mode=mode)
         if result.outcome == "enqueued" and result.task_id:
             if rec.state != WANTED:
                 self.catalog.mark_wanted(rec.id)
+                rec = dataclasses.replace(rec, state=WANTED, error=None)
             send_download(self.business_id, rec.call_sid, result.task_id)
-        fresh = self.catalog.get(self.business_id, rec.call_sid) or rec
-        return self.status(fresh)
+        # No second catalog read: this request changed the row only as just mirrored in ``rec``.
+        return self.status(rec)
 
     def delete(self, rec: RecordingRow) -> None:
         """Forget the recording: catalog row, stored file and job; a running download's result is discarded."""

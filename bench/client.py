@@ -1,0 +1,169 @@
+"""Load generators, run as their own process so their CPU use is visible (``python -m bench.client KIND SPEC``).
+
+Each kind reads a JSON spec file and prints one JSON object, with the process's own ``cpu_seconds`` (user +
+system) and ``wall_seconds``. Times are wall-clock seconds (``time.time()``), comparable with Redis ``TIME``
+and the provider's timestamps on the same machine.
+
+Kinds:
+  burst   every request at once (one thread each, released together): POST .../fetch
+  flood   POST .../fetch for every call_sid from a small thread pool, as fast as the API answers
+  paced   POST .../fetch for call_sid i at start + i * interval
+  herd    many clients at once GET one URL, polling while it answers 202 (honouring Retry-After), and note when
+          each one's first body byte arrived
+  noop    send bare no-op Celery tasks (the peer of the overhead scenario)
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
+
+
+def _fetch(base: str, token: str, call_sid: str, session: requests.Session | None = None) -> int:
+    r = (session or _session()).post(f"{base}/api/recordings/{call_sid}/fetch",
+                                     headers={"Authorization": f"Bearer {token}"}, timeout=120)
+    return r.status_code
+
+
+def burst(spec: dict[str, Any]) -> dict[str, Any]:
+    base, tokens, wanted = spec["base"], spec["tokens"], spec["requests"]
+    barrier = threading.Barrier(len(wanted) + 1)
+    statuses: list[int] = [0] * len(wanted)
+    finished: list[float] = [0.0] * len(wanted)
+
+    def one(i: int) -> None:
+        business_id, call_sid = wanted[i]
+        session = requests.Session()
+        barrier.wait()
+        try:
+            statuses[i] = _fetch(base, tokens[business_id], call_sid, session)
+        except requests.RequestException:
+            statuses[i] = -1
+        finished[i] = time.time()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(wanted))]
+    for t in threads:
+        t.start()
+    started = time.time()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    return {"started": started, "statuses": _count(statuses), "last_answer": max(finished)}
+
+
+def flood(spec: dict[str, Any]) -> dict[str, Any]:
+    base, tokens = spec["base"], spec["tokens"]
+    started = time.time()
+    with ThreadPoolExecutor(spec.get("threads", 8)) as pool:
+        statuses = list(pool.map(lambda r: _fetch(base, tokens[r[0]], r[1]), spec["requests"]))
+    return {"started": started, "ended": time.time(), "statuses": _count(statuses)}
+
+
+def paced(spec: dict[str, Any]) -> dict[str, Any]:
+    base, token, interval = spec["base"], spec["token"], float(spec["interval"])
+    session = requests.Session()
+    start = float(spec.get("start_at") or time.time())
+    sent: dict[str, float] = {}
+    answered: dict[str, float] = {}
+    statuses = []
+    for i, call_sid in enumerate(spec["call_sids"]):
+        delay = start + i * interval - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        sent[call_sid] = time.time()
+        statuses.append(_fetch(base, token, call_sid, session))
+        answered[call_sid] = time.time()
+    return {"sent": sent, "answered": answered, "statuses": _count(statuses)}
+
+
+def herd(spec: dict[str, Any]) -> dict[str, Any]:
+    url, headers, clients = spec["url"], spec.get("headers", {}), int(spec["clients"])
+    barrier = threading.Barrier(clients + 1)
+    first_byte: list[float] = [0.0] * clients
+    polls: list[int] = [0] * clients
+    sizes: list[int] = [0] * clients
+    statuses: list[int] = [0] * clients
+    deadline = time.time() + float(spec.get("timeout", 120))
+
+    def one(i: int) -> None:
+        session = requests.Session()
+        barrier.wait()
+        while time.time() < deadline:
+            polls[i] += 1
+            try:
+                with session.get(url, headers=headers, stream=True, timeout=120) as r:
+                    if r.status_code == 202:
+                        r.content  # noqa: B018 - drain the status body so the connection is reused
+                        time.sleep(float(r.headers.get("Retry-After", "1")))
+                        continue
+                    first = r.raw.read(1)
+                    first_byte[i] = time.time()
+                    sizes[i] = len(first) + len(r.raw.read())
+                    statuses[i] = r.status_code
+                    return
+            except requests.RequestException:
+                statuses[i] = -1
+                time.sleep(0.1)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    started = time.time()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    return {"started": started, "first_byte": first_byte, "polls": polls, "sizes": sizes,
+            "statuses": _count(statuses)}
+
+
+def noop(spec: dict[str, Any]) -> dict[str, Any]:
+    from bench.noop_app import app
+
+    count = int(spec["count"])
+    started = time.time()
+    with ThreadPoolExecutor(spec.get("threads", 8)) as pool:
+        list(pool.map(lambda n: app.send_task("bench.noop", args=[n]), range(count)))
+    return {"started": started, "ended": time.time()}
+
+
+def _count(statuses: list[int]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[str(s)] = counts.get(str(s), 0) + 1
+    return counts
+
+
+KINDS = {"burst": burst, "flood": flood, "paced": paced, "herd": herd, "noop": noop}
+
+
+def main(argv: list[str]) -> int:
+    kind, spec_path = argv
+    with open(spec_path) as f:
+        spec = json.load(f)
+    wall = time.monotonic()
+    out = KINDS[kind](spec)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    out["wall_seconds"] = time.monotonic() - wall
+    json.dump(out, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
