@@ -89,10 +89,12 @@ def test_a_bad_body_is_never_stored_or_served(api_for, provider, procs, settings
     assert body["attempts"] == expected_attempts
     assert provider.requests["/biz1/a.wav"] == expected_attempts
 
-    # And nothing was kept, not even a temporary file, and nothing is served
+    # And nothing was kept, not even a temporary file, and nothing is served (the catalog hears of the failure
+    # just after the job registry, which the status reads)
     assert media_files(settings, "biz1") == []
-    rec, data = stored(settings, "biz1", "CA1")
-    assert (rec.state, rec.file_path, data) == ("failed", None, None)
+    rec = wait_for(lambda: (r := stored(settings, "biz1", "CA1")[0]).state == "failed" and r, 10,
+                   "the catalog to record the failure")
+    assert rec.file_path is None and stored(settings, "biz1", "CA1")[1] is None
     assert api.stream("CA1").status_code == 502
     assert_quiescent()
 
