@@ -35,7 +35,8 @@ ENV = {
     "RECPLAY_MAX_CONCURRENT": str(LIMIT),
     "RECPLAY_QUEUED_DEADLINE_SECONDS": "10",
     "RECPLAY_RESERVATION_SECONDS": "5",
-    "RECPLAY_MAX_ATTEMPTS": "5",
+    # Faults (up to two), two kills and a lease lost under load can each cost an attempt: room for all of them.
+    "RECPLAY_MAX_ATTEMPTS": "10",
 }
 #: Every answer takes this long, so that downloads overlap and the kills find work in flight.
 PROVIDER_SECONDS = 1.0
@@ -99,11 +100,13 @@ class Soak:
         by_node = Counter(worker for _, _, worker in held)
         victim_name = by_node.most_common(1)[0][0]
         victim = next(n for n in self.nodes if f"{n.name}@127.0.0.1" == victim_name)
-        cut = [(biz, call_sid) for biz, call_sid, worker in held if worker == victim_name]
-
         killed_at = time.monotonic()
         victim.kill(signal.SIGKILL)
         self.nodes.remove(victim)
+        # The victim may have taken a slot (and sent its request) between the snapshot and the kill: read its
+        # slots again now, while their leases still name it, so that every request it left open is cut.
+        cut = [(biz, call_sid) for biz, call_sid, worker in live_worker_holders(self.rclient)
+               if worker == victim_name]
         for biz, call_sid in cut:
             path = f"/{biz}/{call_sid}.wav"
             dead = provider.behaviours[path]
