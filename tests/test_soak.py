@@ -121,6 +121,7 @@ class Soak:
 
 
 @pytest.mark.slow
+@pytest.mark.quarantine
 @pytest.mark.timeout(300)
 def test_500_jobs_with_provider_faults_and_two_node_kills_all_end_ready_or_failed(api_for, provider, procs,
                                                                                  rclient, settings, capsys):
