@@ -169,13 +169,17 @@ class Attempt:
             partial.discard()
             return self._lease_lost(client, ctx, state.seconds())
         state.claimed = True
-        try:
-            rel = store.commit(written, self.business_id, self.call_sid, rec.id)
-        except BaseException:
-            partial.discard()
-            raise
-        if not catalog.mark_ready(rec.id, size_bytes=written.size_bytes, content_type=written.content_type,
-                                  sha256=written.sha256, file_path=rel, attempts=got.attempts):
+        # The lease is renewed while the result is stored too: the sweeper takes a claimed result that never
+        # reached the catalog for lost only once its attempt's lease has run out.
+        with Heartbeat(slots, self.call_sid, got.fence):
+            try:
+                rel = store.commit(written, self.business_id, self.call_sid, rec.id)
+            except BaseException:
+                partial.discard()
+                raise
+            marked = catalog.mark_ready(rec.id, size_bytes=written.size_bytes, content_type=written.content_type,
+                                        sha256=written.sha256, file_path=rel, attempts=got.attempts)
+        if not marked:
             store.delete(rel)
             finish_job(client, settings, self.business_id, self.call_sid, got.fence, "cancel", reopen=True)
             log.info("recording deleted during the download, result discarded %s", ctx)

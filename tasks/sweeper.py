@@ -82,6 +82,7 @@ def sweep_business(client: redis.Redis, settings: Settings, business_id: str, re
     for call_sid, task_id in result["dispatch"] or []:
         send_download(business_id, call_sid, task_id)
         report.dispatched.append((business_id, call_sid))
+        log.info("sweep dispatched business_id=%s call_sid=%s task_id=%s", business_id, call_sid, task_id)
     if result["failed"]:
         catalog = Catalog(settings)
         for call_sid in result["failed"]:
@@ -98,8 +99,9 @@ def rerequest_forgotten(client: redis.Redis, settings: Settings, report: SweepRe
 
     A wanted recording whose job is gone (Redis flushed or restarted) or belongs to an earlier registration is
     requested again. One whose job is ``ready`` although the catalog never heard of it (the worker died after
-    claiming the result and before storing it; a lease is the grace given to a live one) is requested again
-    even inside the dedup window. One whose job failed gets its catalog row set to failed.
+    claiming the result and before storing it) is requested again even inside the dedup window, once its
+    attempt no longer holds a live lease (a live one renews it while it stores, however long that takes) and a
+    lease has passed since the claim. One whose job failed gets its catalog row set to failed.
     """
     catalog = Catalog(settings)
     seconds, micros = client.time()
@@ -115,11 +117,14 @@ def rerequest_forgotten(client: redis.Redis, settings: Settings, report: SweepRe
         for rec in page:
             pipe.hmget(keys.job(rec.business_id, rec.call_sid), "status", "recording_id", "done_at", "error",
                        "attempts")
-        for rec, (status, recording_id, done_at, error, attempts) in zip(page, pipe.execute(), strict=True):
+            pipe.zscore(keys.holders(rec.business_id), rec.call_sid)
+        replies = pipe.execute()
+        for rec, (status, recording_id, done_at, error, attempts), lease in zip(
+                page, replies[::2], replies[1::2], strict=True):
             mode: RequestMode
             if status is None or recording_id != str(rec.id):
                 mode = "fetch"
-            elif status == "ready" and now_ms - int(done_at or 0) > grace_ms:
+            elif status == "ready" and now_ms - int(done_at or 0) > grace_ms and (lease or 0) <= now_ms:
                 mode = "force"
             elif status == "failed":
                 catalog.mark_failed(rec.id, error or "failed", int(attempts or 0))

@@ -7,19 +7,26 @@ back, the queue is empty.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
+import sqlite3
 import threading
 import time
 
 import pytest
+from sqlalchemy.engine import make_url
 
+from tasks import keys
+from tasks.jobs import get_job
 from tasks.semaphore import BusinessSlots
+from tasks.sweeper import sweep
 from tests.conftest import assert_quiescent, wait_for
 from tests.crashkit import (
     assert_stored_whole,
     child_talking_to,
     cont,
     node_of,
+    queued_task_ids,
     stop,
     wait_holder,
     whole_files,
@@ -187,6 +194,48 @@ def test_a_download_lasting_more_than_three_leases_completes_with_one_provider_d
     assert provider.downloads["/biz1/slow.wav"] == 1
     assert_stored_whole(settings, "biz1", "CA1", AUDIO)
     assert_quiescent()
+
+
+def test_a_result_whose_catalog_write_waits_longer_than_three_leases_is_not_fetched_again(
+        api_for, provider, procs, rclient, settings):
+    # Given a 2 s lease, a download held at the provider, and the catalog locked for writing by someone else
+    env = {"RECPLAY_LEASE_SECONDS": "2"}
+    procs.worker(concurrency=2, env=env)
+    gate = threading.Event()
+    api = api_for("biz1")
+    api.register("CA1", provider.add("/biz1/a.wav", body=AUDIO, gate=gate))
+    api.fetch("CA1")
+    wait_for(lambda: provider.requests["/biz1/a.wav"] == 1, 20, "the download to reach the provider")
+    lock = sqlite3.connect(make_url(settings.database_url).database, timeout=30)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        # When the download ends and the worker claims the result, then waits more than three leases to store it
+        gate.set()
+        wait_for(lambda: get_job(rclient, "biz1", "CA1").status == "ready", 20, "the worker to claim the result")
+        claimed_at = int(rclient.hget(keys.job("biz1", "CA1"), "done_at"))
+        wait_for(lambda: redis_ms(rclient) - claimed_at > 3 * 2000, 20, "three leases to pass")
+
+        # Then a sweep leaves the job to its worker, which still renews its lease
+        # (a sweep as beat's would run it, with the workers' lease)
+        report = sweep(rclient, dataclasses.replace(settings, lease_seconds=2))
+        assert report.rerequested == []
+        assert queued_task_ids(rclient, "CA1") == []
+    finally:
+        lock.rollback()
+        lock.close()
+
+    # And the worker stores it once the catalog is free: one download, ready, whole
+    body = api.wait_status("CA1", {"ready", "failed"}, 40)
+    assert body["status"] == "ready", body
+    assert body["attempts"] == 1
+    assert provider.downloads["/biz1/a.wav"] == 1
+    assert_stored_whole(settings, "biz1", "CA1", AUDIO)
+    assert_quiescent()
+
+
+def redis_ms(client) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def test_a_paused_node_that_wakes_after_its_lease_was_reclaimed_cannot_overwrite_the_newer_result(

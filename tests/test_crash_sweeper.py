@@ -194,15 +194,32 @@ def test_a_result_claimed_in_redis_but_never_stored_is_fetched_again_after_one_l
     assert finish_job(rclient, settings, BIZ, "CA1", got.fence, "ready")
     drain(rclient)
 
-    # Then a sweep within a lease leaves it to the worker, one after a lease fetches it again
+    # Then a sweep within a lease leaves it to the worker, one after its lease ran out fetches it again
     assert not sweep(rclient, settings).did_anything
     rclient.hset(keys.job(BIZ, "CA1"), "done_at", 1)
+    expire(rclient, "CA1")
     report = sweep(rclient, settings)
 
     assert report.rerequested == [(BIZ, "CA1")]
     job = get_job(rclient, BIZ, "CA1")
     assert job.status == "queued"
     assert queued_task_ids(rclient, "CA1") == [job.task_id]
+
+
+def test_a_claimed_result_is_left_to_its_worker_while_it_renews_its_lease_however_long_it_takes(rclient, settings):
+    # Given a worker that marked its job ready a long time ago and is still storing the result (its lease live)
+    got, _ = take(rclient, settings, "CA1")
+    assert finish_job(rclient, settings, BIZ, "CA1", got.fence, "ready")
+    rclient.hset(keys.job(BIZ, "CA1"), "done_at", 1)
+    drain(rclient)
+
+    # Then the sweeper does not fetch it again
+    report = sweep(rclient, settings)
+
+    assert report.rerequested == []
+    assert get_job(rclient, BIZ, "CA1").status == "ready"
+    assert queued_messages(rclient) == []
+    assert BusinessSlots(rclient, BIZ, settings).renew("CA1", got.fence) is True
 
 
 def test_a_failure_the_catalog_did_not_hear_of_is_written_to_it(rclient, settings):
