@@ -39,15 +39,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` after ``timeout`` seconds."""
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05,
+             explain: Callable[[], str] | None = None) -> Any:
+    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` (and what ``explain`` tells of the
+    state at that moment) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            detail = f"\n{explain()}" if explain else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
         time.sleep(interval)
 
 
@@ -329,6 +332,20 @@ class Processes:
             )
         self.started.append(proc)
         return proc
+
+    def trail(self, business_id: str, call_sid: str) -> str:
+        """Every log line of the workers and beat about one job, by process, for a failing assertion's message."""
+        needle = f"business_id={business_id} call_sid={call_sid} "
+        lines = []
+        for path in sorted(self.logdir.glob("*.log")):
+            lines += [f"{path.stem}: {line}" for line in path.read_text(errors="replace").splitlines()
+                      if needle in line + " "]
+        return "\n".join(lines)
+
+    def tail(self, lines: int = 40) -> str:
+        """The last lines of every worker's and beat's log."""
+        return "\n".join(f"--- {path.stem}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+                         for path in sorted(self.logdir.glob("*.log")))
 
     def stop_all(self) -> None:
         for proc in reversed(self.started):

@@ -44,7 +44,7 @@ class Behaviour:
     empty: bool = False  # 200 with Content-Length 0
     truncate_to: int | None = None  # send only this many bytes of a body announced whole
     trickle_seconds: float = 0.0  # spread the body over this long
-    gate: threading.Event | None = None  # hold the answer until set
+    gate: threading.Event | None = None  # hold the answer (after the delay) until set
     redirect_to: str | None = None
 
 
@@ -56,6 +56,8 @@ class Provider:
         self.downloads: dict[str, int] = defaultdict(int)  # GETs answered 200 with a body started
         self.in_flight: dict[str, int] = defaultdict(int)  # per business
         self.max_in_flight: dict[str, int] = defaultdict(int)
+        self.at_gate: dict[int, str] = {}  # client port -> path of each request held at its gate now
+        self.dropped: set[int] = set()  # client ports (of killed clients) whose requests are closed unanswered
         self.request_times: dict[str, list[float]] = defaultdict(list)
         self.auth_headers: dict[str, list[str | None]] = defaultdict(list)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -84,6 +86,7 @@ class Provider:
             for d in (self.requests, self.downloads, self.in_flight, self.max_in_flight, self.request_times,
                       self.auth_headers):
                 d.clear()
+            self.dropped.clear()
 
     def add(self, path: str, behaviour: Behaviour | None = None, **kwargs: object) -> str:
         """Serve ``path``; returns its full URL."""
@@ -117,11 +120,24 @@ class Provider:
                     provider.in_flight[business] += 1
                     provider.max_in_flight[business] = max(provider.max_in_flight[business],
                                                            provider.in_flight[business])
+                self._in_flight: str | None = business
                 try:
                     self._answer(path, behaviour, status)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 finally:
+                    self._leave()
+
+            def send_response(self, code: int, message: str | None = None) -> None:
+                # A request stops counting as in flight before its client can read a byte of the answer: the client
+                # may then release its slot and send its next request before this thread runs again, and the two
+                # must not count as in flight at once.
+                self._leave()
+                super().send_response(code, message)
+
+            def _leave(self) -> None:
+                business, self._in_flight = getattr(self, "_in_flight", None), None
+                if business is not None:
                     with provider.lock:
                         provider.in_flight[business] -= 1
 
@@ -129,10 +145,15 @@ class Provider:
                 if b is None:
                     self._plain(404, b"not found")
                     return
-                if b.gate is not None:
-                    b.gate.wait(timeout=120)
                 if b.delay:
                     time.sleep(b.delay)
+                if b.gate is not None:
+                    self._wait_at_gate(path, b.gate)
+                with provider.lock:
+                    dropped = self.client_address[1] in provider.dropped
+                if dropped:
+                    self.close_connection = True  # its client is dead: nobody reads an answer, none is counted
+                    return
                 if b.redirect_to:
                     self.send_response(302)
                     self.send_header("Location", b.redirect_to)
@@ -164,6 +185,16 @@ class Provider:
                         time.sleep(b.trickle_seconds / pieces)
                 else:
                     self.wfile.write(body)
+
+            def _wait_at_gate(self, path: str, gate: threading.Event) -> None:
+                port = self.client_address[1]
+                with provider.lock:
+                    provider.at_gate[port] = path
+                try:
+                    gate.wait(timeout=120)
+                finally:
+                    with provider.lock:
+                        del provider.at_gate[port]
 
             def _plain(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
