@@ -42,10 +42,6 @@ pytest: install-test
 
 test: lint jstest pytest
 
-# Tests that fail intermittently under heavy load (see the closing notes); run them on their own.
-test-quarantine: install-test
-	$(PY) -m pytest -m quarantine
-
 # Benchmarks (not part of the test suite): each scenario 5 times, results in bench/RESULTS.md. Needs redis-server,
 # nginx and wrk. bench-smoke runs every scenario once at a tenth of its size (bench/out/RESULTS-smoke.md).
 bench: install-bench

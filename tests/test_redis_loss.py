@@ -16,7 +16,7 @@ import redis
 from tasks.jobs import finish_job, get_job, request_job
 from tasks.semaphore import Acquired, BusinessSlots
 from tests.conftest import assert_quiescent, wait_for
-from tests.crashkit import assert_stored_whole, queued_task_ids, wait_holder
+from tests.crashkit import assert_stored_whole, queued_task_ids
 from tests.media import make_ready
 from tests.provider import make_wav
 
@@ -93,7 +93,6 @@ def test_fences_keep_growing_across_a_redis_loss_so_an_old_attempt_cannot_pass_f
 
 
 @pytest.mark.slow
-@pytest.mark.quarantine
 def test_jobs_queued_parked_and_running_when_redis_restarts_empty_all_end_ready(api_for, provider, procs,
                                                                                redis_server, rclient, settings):
     # Given two nodes and beat; biz1 at limit 2 with two downloads held at the provider and four jobs parked;
@@ -111,8 +110,8 @@ def test_jobs_queued_parked_and_running_when_redis_restarts_empty_all_end_ready(
         api.register(call_sid, provider.add(path, body=AUDIO, gate=gate if call_sid in ("CA0", "CA1") else None))
     api.fetch("CA0")
     api.fetch("CA1")
-    wait_holder(rclient, "biz1", "CA0")
-    wait_holder(rclient, "biz1", "CA1")
+    wait_for(lambda: provider.requests["/biz1/0.wav"] == 1 and provider.requests["/biz1/1.wav"] == 1, 20,
+             "both downloads to be held at the provider")
     for i in range(2, 6):
         api.fetch(f"CA{i}")
     wait_for(lambda: len(BusinessSlots(rclient, "biz1", settings).parked()) == 4, 20, "four parked jobs")
@@ -121,7 +120,9 @@ def test_jobs_queued_parked_and_running_when_redis_restarts_empty_all_end_ready(
     restart_empty(redis_server, rclient)
     # (the held downloads get their answer once both attempts of each, before and after the loss, asked)
     wait_for(lambda: provider.requests["/biz1/0.wav"] == 2 and provider.requests["/biz1/1.wav"] == 2, 60,
-             "the running jobs to run again after the loss")
+             "the running jobs to run again after the loss",
+             explain=lambda: f"provider requests {dict(provider.requests)}\n" + "\n".join(
+                 procs.trail("biz1", call_sid) for call_sid in paths) + "\n" + procs.tail())
     gate.set()
 
     # Then every job ends ready, with its file whole, and nothing is left queued, parked or held
