@@ -30,7 +30,8 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
 ]
-SCREENSHOT = ROOT / "docs" / "player.png"
+#: The README's picture, rewritten only when asked (RECPLAY_UPDATE_SCREENSHOT=1): its dates change on every run.
+README_SCREENSHOT = ROOT / "docs" / "player.png"
 BUSINESS = "acme"
 #: A 10 s, 8 kHz mono 16-bit tone: Chromium plays WAV, and its length makes "seek to 7 s" meaningful.
 TEN_SECONDS = make_wav(10.0, rate=8000, freq=440.0)
@@ -490,7 +491,8 @@ def test_a_narrow_screen_needs_no_sideways_scrolling(browser, live_api, add_reco
     assert narrow.errors == []
 
 
-def test_the_player_screenshot_is_saved_for_the_readme(browser, live_api, add_recording, worker, api_for):
+def test_the_player_screenshot_is_saved_for_the_readme(browser, live_api, add_recording, worker, api_for, tmp_path):
+    screenshot = README_SCREENSHOT if os.environ.get("RECPLAY_UPDATE_SCREENSHOT") == "1" else tmp_path / "player.png"
     # Given several recordings in different states: one failed, two already fetched, the rest never fetched
     add_recording("CA8f41d2e7b5c3a9", Behaviour(body=TEN_SECONDS, fail_first=[404]), duration=42.0)
     for sid, seconds in (("CA2c9e51a08d7f46", 318.0), ("CA0b7d33f19e2a85", 67.0)):
@@ -514,12 +516,11 @@ def test_the_player_screenshot_is_saved_for_the_readme(browser, live_api, add_re
     shot.expect_state("CA71e6a4c2d9b058", "playing")
     shot.wait_advancing(2.5)
     shot.page.evaluate("document.activeElement.blur()")
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT))
+    page.screenshot(path=str(screenshot))
 
     # Then the picture shows the list, the failed one with its retry button, and the player
     assert shot.states()["CA71e6a4c2d9b058"] == "playing"
     assert shot.states()["CA8f41d2e7b5c3a9"] == "error"
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert screenshot.stat().st_size > 10_000
     context.close()
     assert shot.errors == []
