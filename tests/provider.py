@@ -45,7 +45,6 @@ class Behaviour:
     truncate_to: int | None = None  # send only this many bytes of a body announced whole
     trickle_seconds: float = 0.0  # spread the body over this long
     gate: threading.Event | None = None  # hold the answer (after the delay) until set
-    redirect_to: str | None = None
 
 
 class Provider:
@@ -153,12 +152,6 @@ class Provider:
                     dropped = self.client_address[1] in provider.dropped
                 if dropped:
                     self.close_connection = True  # its client is dead: nobody reads an answer, none is counted
-                    return
-                if b.redirect_to:
-                    self.send_response(302)
-                    self.send_header("Location", b.redirect_to)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
                     return
                 if status is not None:
                     headers = {"Retry-After": b.retry_after} if b.retry_after and status in (429, 503) else {}
