@@ -47,18 +47,23 @@ def start_workers(procs, n, concurrency=2, pool="threads", env=None):
     return workers
 
 
+def held_download(api_for, provider, rclient):
+    """biz1/CA1 fetched, its slot taken and its request held at the provider: (api, gate, holder)."""
+    gate = threading.Event()
+    api = api_for("biz1")
+    api.register("CA1", provider.add("/biz1/a.wav", body=AUDIO, gate=gate))
+    api.fetch("CA1")
+    holder = wait_holder(rclient, "biz1", "CA1")
+    wait_for(lambda: provider.requests["/biz1/a.wav"] == 1, 20, "the download to reach the provider")
+    return api, gate, holder
+
+
 def test_a_node_killed_mid_download_is_rerun_by_another_node_and_ready_within_30s(
         api_for, provider, procs, rclient, settings, capsys):
     # Given two nodes and beat with a 6 s lease, and a provider that holds the response
     workers = start_workers(procs, 2, env=LEASE_6S)
     procs.beat(LEASE_6S)
-    gate = threading.Event()
-    url = provider.add("/biz1/a.wav", body=AUDIO, gate=gate)
-    api = api_for("biz1")
-    api.register("CA1", url)
-    api.fetch("CA1")
-    holder = wait_holder(rclient, "biz1", "CA1")
-    wait_for(lambda: provider.requests["/biz1/a.wav"] == 1, 20, "the download to reach the provider")
+    api, gate, holder = held_download(api_for, provider, rclient)
 
     # When the node downloading it is SIGKILLed (every process of it), mid-download
     victim = node_of(holder, *workers)
@@ -86,12 +91,7 @@ def test_a_killed_prefork_pool_child_is_replaced_and_its_job_runs_again(api_for,
     # (Celery takes "-P prefork" for its default and lets the configured pool win: say it in the environment.)
     worker = procs.worker(concurrency=2, pool="prefork", env={**LEASE_6S, "RECPLAY_WORKER_POOL": "prefork"})
     procs.beat(LEASE_6S)
-    gate = threading.Event()
-    url = provider.add("/biz1/a.wav", body=AUDIO, gate=gate)
-    api = api_for("biz1")
-    api.register("CA1", url)
-    api.fetch("CA1")
-    first = wait_holder(rclient, "biz1", "CA1")
+    api, gate, first = held_download(api_for, provider, rclient)
 
     # When only the pool child running the download is SIGKILLed
     child = child_talking_to(worker, provider.port)
@@ -117,13 +117,7 @@ def test_a_revoked_and_terminated_download_gives_its_slot_up_and_its_job_runs_ag
 
     env = {"RECPLAY_LEASE_SECONDS": "60", "RECPLAY_WORKER_POOL": "prefork"}
     worker = procs.worker(concurrency=2, pool="prefork", env=env)
-    gate = threading.Event()
-    url = provider.add("/biz1/a.wav", body=AUDIO, gate=gate)
-    api = api_for("biz1")
-    api.register("CA1", url)
-    api.fetch("CA1")
-    first = wait_holder(rclient, "biz1", "CA1")
-    wait_for(lambda: provider.requests["/biz1/a.wav"] == 1, 20, "the download to start")
+    api, gate, first = held_download(api_for, provider, rclient)
 
     # When an operator revokes the task and terminates it
     app.control.revoke(first.task_id, terminate=True)
@@ -201,11 +195,7 @@ def test_a_result_whose_catalog_write_waits_longer_than_three_leases_is_not_fetc
     # Given a 2 s lease, a download held at the provider, and the catalog locked for writing by someone else
     env = {"RECPLAY_LEASE_SECONDS": "2"}
     procs.worker(concurrency=2, env=env)
-    gate = threading.Event()
-    api = api_for("biz1")
-    api.register("CA1", provider.add("/biz1/a.wav", body=AUDIO, gate=gate))
-    api.fetch("CA1")
-    wait_for(lambda: provider.requests["/biz1/a.wav"] == 1, 20, "the download to reach the provider")
+    api, gate, _ = held_download(api_for, provider, rclient)
     lock = sqlite3.connect(make_url(settings.database_url).database, timeout=30)
     lock.execute("BEGIN IMMEDIATE")
     try:
@@ -278,13 +268,7 @@ def test_a_cold_shutdown_gives_the_slot_up_at_once_and_another_node_finishes_the
     # Given a 60 s lease (waiting for it would take a minute) and a provider that holds the response
     env = {"RECPLAY_LEASE_SECONDS": "60"}
     workers = start_workers(procs, 2, env=env)
-    gate = threading.Event()
-    url = provider.add("/biz1/a.wav", body=AUDIO, gate=gate)
-    api = api_for("biz1")
-    api.register("CA1", url)
-    api.fetch("CA1")
-    holder = wait_holder(rclient, "biz1", "CA1")
-    wait_for(lambda: provider.requests["/biz1/a.wav"] == 1, 20, "the download to start")
+    api, gate, holder = held_download(api_for, provider, rclient)
 
     # When the node downloading it gets a cold shutdown (SIGQUIT)
     victim = node_of(holder, *workers)
@@ -307,13 +291,7 @@ def test_a_cold_shutdown_gives_the_slot_up_at_once_and_another_node_finishes_the
 def test_a_warm_shutdown_lets_the_running_download_finish(api_for, provider, procs, rclient, settings):
     # Given a node downloading a recording the provider holds
     worker = procs.worker(concurrency=2)
-    gate = threading.Event()
-    url = provider.add("/biz1/a.wav", body=AUDIO, gate=gate)
-    api = api_for("biz1")
-    api.register("CA1", url)
-    api.fetch("CA1")
-    wait_holder(rclient, "biz1", "CA1")
-    wait_for(lambda: provider.requests["/biz1/a.wav"] == 1, 20, "the download to start")
+    api, gate, _ = held_download(api_for, provider, rclient)
 
     # When it gets a warm shutdown (SIGTERM) and then the provider answers
     worker.proc.send_signal(signal.SIGTERM)
