@@ -124,6 +124,18 @@ class _TimedWriter:
         return getattr(self.raw, name)
 
 
+def process_trees(pids: list[int]) -> list[psutil.Process]:
+    """The live processes of the trees rooted at ``pids`` (roots and all their descendants)."""
+    procs: list[psutil.Process] = []
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            procs += [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+    return procs
+
+
 class RssSampler:
     """Samples the resident memory of process trees, one tree per role, and keeps each role's peak."""
 
@@ -141,15 +153,9 @@ class RssSampler:
     def sample(self) -> None:
         for role, pids in list(self.roots.items()):
             total = 0
-            for pid in pids:
-                try:
-                    root = psutil.Process(pid)
-                    tree = [root, *root.children(recursive=True)]
-                except psutil.Error:
-                    continue
-                for proc in tree:
-                    with contextlib.suppress(psutil.Error):
-                        total += proc.memory_info().rss
+            for proc in process_trees(pids):
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss
             self.peak[role] = max(self.peak[role], total)
 
     def _run(self) -> None:
@@ -363,16 +369,10 @@ class Stack:
     def cpu_seconds(self, role: str) -> float:
         """CPU time (user + system) used so far by the live processes of a role's trees."""
         total = 0.0
-        for pid in self.rss.roots.get(role, []):
-            try:
-                root = psutil.Process(pid)
-                tree = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                continue
-            for proc in tree:
-                with contextlib.suppress(psutil.Error):
-                    times = proc.cpu_times()
-                    total += times.user + times.system
+        for proc in process_trees(self.rss.roots.get(role, [])):
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
         return total
 
     def nginx(self, server_blocks: str) -> tuple[int, Service]:
