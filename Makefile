@@ -30,12 +30,12 @@ run: install
 	PORT=$(PORT) $(PY) scripts/run.py
 
 lint: install-test
-	$(VENV)/bin/ruff check api tasks tests scripts celeryconfig.py
+	$(VENV)/bin/ruff check api tasks tests scripts bench celeryconfig.py flowerconfig.py
 	$(VENV)/bin/mypy api tasks
 
 # The web player's pure modules (polling and backoff, API client, time, keys, preferences): Node's test runner.
 jstest:
-	node --test frontend/tests/
+	node --test frontend/tests/*.test.js
 
 pytest: install-test
 	$(PY) -m pytest

@@ -6,17 +6,16 @@ rest of recplay (``tasks.settings``).
 
 from __future__ import annotations
 
-import os
-
 from kombu import Queue
 
-from tasks import broker as _broker
+from tasks.dispatch import SWEEP_TASK
 from tasks.settings import get_settings
+from tasks.worker import broker as _broker
 
 _settings = get_settings()
 
 broker_url = _settings.redis_url
-# kombu's Redis transport, made to survive cleaning up a lost connection (tasks/broker.py).
+# kombu's Redis transport, made to survive cleaning up a lost connection (tasks/worker/broker.py).
 _broker.install()
 broker_connection_retry_on_startup = True
 # Workers, beat and producers reconnect on their own when Redis goes away; keep retrying for a long outage.
@@ -25,7 +24,7 @@ broker_connection_max_retries = None
 # lease while bytes flow, so its length is only bounded by the media size and the provider's pace); recovery of
 # crashed work never waits for it: the sweeper requeues a job as soon as its lease runs out, with a new task id,
 # and the late redelivery of the old message is dropped as stale by acquire.lua's task_id check.
-broker_transport_options = {"visibility_timeout": int(os.environ.get("RECPLAY_VISIBILITY_TIMEOUT", "7200"))}
+broker_transport_options = {"visibility_timeout": _settings.visibility_timeout}
 
 task_ignore_result = True
 result_backend = None
@@ -38,12 +37,12 @@ accept_content = ["json"]
 task_default_queue = "recplay"
 # Sweeps have their own queue, so that a backlog of download messages never delays recovery.
 task_queues = (Queue("recplay"), Queue("recplay-sweep"))
-task_routes = {"tasks.sweep": {"queue": "recplay-sweep"}}
+task_routes = {SWEEP_TASK: {"queue": "recplay-sweep"}}
 task_track_started = True
 
 # Downloads are I/O bound: threads serve them better than prefork. Override with --pool/--concurrency.
-worker_pool = os.environ.get("RECPLAY_WORKER_POOL", "threads")
-worker_concurrency = int(os.environ.get("RECPLAY_WORKER_CONCURRENCY", "16"))
+worker_pool = _settings.worker_pool
+worker_concurrency = _settings.worker_concurrency
 # Take a message only when a thread is free to run it: a message never waits inside a worker that may die, it
 # waits in Redis where any worker can take it.
 worker_prefetch_multiplier = 1
@@ -57,7 +56,7 @@ worker_cancel_long_running_tasks_on_connection_loss = False
 
 beat_schedule = {
     "sweep": {
-        "task": "tasks.sweep",
+        "task": SWEEP_TASK,
         "schedule": _settings.sweep_seconds,
         # A sweep that could not run within a few periods is replaced by the next one.
         "options": {"expires": max(10.0, 3 * _settings.sweep_seconds)},

@@ -1,6 +1,6 @@
 """Alembic environment for the recplay catalog.
 
-The database is, in order: the connection a caller passed in ``config.attributes["connection"]`` (tasks/schema.py),
+The database is, in order: the connection a caller passed in ``config.attributes["connection"]`` (tasks/catalog/schema.py),
 ``sqlalchemy.url`` set on the config, or ``DATABASE_URL`` read by ``tasks.settings`` like every recplay process.
 """
 
@@ -11,7 +11,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from tasks.catalog import Base, normalize_database_url
+from tasks.catalog.models import Base
+from tasks.catalog.queries import normalize_database_url
+from tasks.catalog.schema import migration_lock
 from tasks.settings import get_settings
 
 config = context.config
@@ -50,8 +52,6 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    from tasks.schema import migration_lock
-
     engine = create_engine(_url(), poolclass=pool.NullPool)
     # Deploy steps that run `alembic upgrade head` at once (several hosts, replicas) take turns.
     with migration_lock(engine), engine.connect() as conn:

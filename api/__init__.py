@@ -10,14 +10,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from api import frontend, metrics, ops, recordings, webhooks
 from api.errors import register_error_handlers
+from api.limits import init_limits
+from api.recordings import MAX_BODY_BYTES
+from tasks.logs import setup_logging
 from tasks.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-#: Bodies larger than this are refused with 413 before they are read.
-MAX_BODY_BYTES = 64 * 1024
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -35,21 +37,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if settings.trust_proxy:
         # Behind nginx (or a load balancer): the client's address and the public URL come from X-Forwarded-*
         # (Twilio signs the public URL), trusted from this many proxies only.
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         n = settings.trust_proxy
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)  # type: ignore[method-assign]
-
-    from api import frontend, metrics, ops, recordings, webhooks
-    from tasks.logs import setup_logging
 
     app.register_blueprint(recordings.bp)
     app.register_blueprint(ops.bp)
     metrics.init_app(app, settings)
     app.register_blueprint(frontend.bp)
     app.register_blueprint(webhooks.bp)
-    from api.limits import init_limits
-
     init_limits(app, recordings.bp, settings)
     register_error_handlers(app)
     setup_logging()

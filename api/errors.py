@@ -7,7 +7,10 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from tasks.errors import AccessDenied, InvalidId, MediaHostNotAllowed
+from tasks.errors import AccessDenied, BadRequest, Conflict, NotFound, RecplayError, Unprocessable
+
+#: The answer of each group of domain errors a request can cause (tasks/errors.py).
+STATUS_OF = {BadRequest: 400, AccessDenied: 401, NotFound: 404, Conflict: 409, Unprocessable: 422}
 
 
 class ApiError(Exception):
@@ -36,17 +39,13 @@ def register_error_handlers(app: Flask) -> None:
     def _api_error(exc: ApiError) -> Response:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
-    @app.errorhandler(InvalidId)
-    def _invalid_id(exc: InvalidId) -> Response:
-        return error_response(400, "invalid_id", str(exc))
+    def _domain(exc: RecplayError) -> Response:
+        status = next(code for group, code in STATUS_OF.items() if isinstance(exc, group))
+        headers = {"WWW-Authenticate": 'Bearer realm="recplay"'} if status == 401 else None
+        return error_response(status, exc.code, str(exc), headers)
 
-    @app.errorhandler(AccessDenied)
-    def _denied(exc: AccessDenied) -> Response:
-        return error_response(401, "unauthorized", str(exc), {"WWW-Authenticate": 'Bearer realm="recplay"'})
-
-    @app.errorhandler(MediaHostNotAllowed)
-    def _host(exc: MediaHostNotAllowed) -> Response:
-        return error_response(422, "media_host_not_allowed", str(exc))
+    for group in STATUS_OF:
+        app.register_error_handler(group, _domain)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Any:

@@ -1,15 +1,27 @@
-"""``GET /metrics``: Prometheus text read from Redis at every scrape; and the count of media bytes sent."""
+"""``GET /metrics``: Prometheus text read from Redis at every scrape; and the count of media bytes sent.
+
+:class:`RedisCollector` reads the counters every process keeps (:mod:`tasks.metrics`) and the live slot
+picture (:mod:`tasks.ops.overview`) at every scrape: nothing is cached.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Callable, Iterable, Iterator
 
-from flask import Blueprint, Flask, Response, request
+import redis
+from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from tasks import metrics
-from tasks.redis_client import get_redis
+from tasks.ops.overview import overview
+from tasks.ops.workers import MISSED_HEARTBEATS, heartbeat_ages
 from tasks.settings import Settings
+from tasks.slots.client import get_redis
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("metrics", __name__)
 
@@ -18,8 +30,6 @@ STREAM_ENDPOINT = "recordings.stream"
 
 @bp.get("/metrics")
 def scrape() -> Response:
-    from flask import current_app
-
     registry: CollectorRegistry = current_app.extensions["recplay.metrics"]
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST,
                     headers={"Cache-Control": "no-store"})
@@ -46,10 +56,76 @@ def _count_streamed_bytes(response: Response) -> Response:
     return response
 
 
+class RedisCollector(Collector):
+    """Prometheus metrics read from Redis at every scrape."""
+
+    def __init__(self, client: Callable[[], redis.Redis], settings: Callable[[], Settings]) -> None:
+        self._client, self._settings = client, settings
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("recplay_redis_up", "1 when this scrape could read recplay's state in Redis.")
+        settings = self._settings()
+        try:
+            client = self._client()
+            picture = overview(client, settings)
+            counters = metrics.read_counters(client)
+            ages = heartbeat_ages(client)
+        except redis.RedisError as exc:
+            log.warning("metrics scrape could not read Redis: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+
+        active = GaugeMetricFamily("recplay_slots_active", "Download slots held now, per business.",
+                                   labels=["business_id"])
+        limit = GaugeMetricFamily("recplay_slots_limit", "Concurrent downloads allowed, per business.",
+                                  labels=["business_id"])
+        parked = GaugeMetricFamily("recplay_parked_jobs", "Jobs waiting in Redis for a slot, per business.",
+                                   labels=["business_id"])
+        for biz in picture["businesses"]:
+            active.add_metric([biz["business_id"]], biz["active"])
+            limit.add_metric([biz["business_id"]], biz["limit"])
+            parked.add_metric([biz["business_id"]], biz["parked"])
+        yield from (active, limit, parked)
+        yield GaugeMetricFamily("recplay_queue_length", "Download messages waiting for a worker.",
+                                value=picture["queue_length"])
+
+        downloads = CounterMetricFamily("recplay_downloads", "Finished download attempts, by outcome.",
+                                        labels=["outcome"])
+        outcomes = dict.fromkeys(metrics.OUTCOMES, 0.0)
+        for name, value in counters.items():
+            if name.startswith("downloads:"):
+                outcomes[name.split(":", 1)[1]] = value
+        for outcome, value in outcomes.items():
+            downloads.add_metric([outcome], value)
+        yield downloads
+
+        buckets = [(str(bound), counters.get(f"download_seconds_bucket:{bound}", 0.0))
+                   for bound in metrics.DOWNLOAD_BUCKETS]
+        buckets.append(("+Inf", counters.get("download_seconds_count", 0.0)))
+        yield HistogramMetricFamily("recplay_download_seconds", "Duration of download attempts.",
+                                    buckets=buckets, sum_value=counters.get("download_seconds_sum", 0.0))
+
+        yield CounterMetricFamily("recplay_bytes_streamed", "Media bytes sent to players.",
+                                  value=counters.get(metrics.BYTES_STREAMED, 0.0))
+        reclaimed = CounterMetricFamily("recplay_reclaimed_leases",
+                                        "Slot leases taken back: expired, or held by a gone worker.",
+                                        labels=["reason"])
+        reclaimed.add_metric(["expired"], counters.get(metrics.RECLAIMED_LEASES, 0.0))
+        reclaimed.add_metric(["worker_gone"], counters.get(metrics.EVICTED_LEASES, 0.0))
+        yield reclaimed
+
+        fresh = MISSED_HEARTBEATS * settings.worker_heartbeat_seconds
+        yield GaugeMetricFamily("recplay_workers_alive", "Workers whose heartbeat is current.",
+                                value=sum(1 for age in ages.values() if age <= fresh))
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     """Register ``/metrics`` with a registry of its own (one app, one collector; tests build many apps)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(metrics.RedisCollector(get_redis, lambda: settings))
+    registry.register(RedisCollector(get_redis, lambda: settings))
     app.extensions["recplay.metrics"] = registry
     app.register_blueprint(bp)
     app.after_request(_count_streamed_bytes)

@@ -9,10 +9,12 @@ from flask import Blueprint, Response, jsonify
 
 from api.auth import bearer_token, settings
 from api.errors import ApiError
-from tasks.catalog import Catalog
-from tasks.overview import overview as queue_overview
-from tasks.redis_client import get_redis
-from tasks.store import media_store
+from tasks.access import verify_business_token
+from tasks.catalog.queries import Catalog
+from tasks.errors import AccessDenied
+from tasks.media.store import media_store
+from tasks.ops.overview import overview as queue_overview
+from tasks.slots.client import get_redis
 
 bp = Blueprint("ops", __name__)
 
@@ -61,9 +63,6 @@ def require_admin() -> None:
                        {"WWW-Authenticate": 'Bearer realm="recplay-ops"'})
     if hmac.compare_digest(given.encode(), configured.encode()):
         return
-    from tasks.access import verify_business_token
-    from tasks.errors import AccessDenied
-
     try:
         verify_business_token(settings(), given)
     except AccessDenied:

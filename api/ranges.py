@@ -29,7 +29,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import Protocol
 
 #: More range-specs than this in one header and the header is ignored (RFC 9110 14.2 lets a server
 #: refuse sets that look like a denial-of-service attempt).
@@ -52,6 +52,14 @@ _IMF_FIXDATE = re.compile(rf"(?:{'|'.join(_DAYS)}), ([0-9]{{2}}) {_MONTH} ([0-9]
 _LONG_DAYS = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
 _RFC850_DATE = re.compile(rf"(?:{_LONG_DAYS}), ([0-9]{{2}})-{_MONTH}-([0-9]{{2}}) {_TIME} GMT")
 _ASCTIME_DATE = re.compile(rf"(?:{'|'.join(_DAYS)}) {_MONTH} ([0-9]{{2}}| [0-9]) {_TIME} ([0-9]{{4}})")
+
+
+class Readable(Protocol):
+    """A seekable binary reader: an open file, or a store's reader of ranged requests."""
+
+    def seek(self, offset: int, whence: int = 0) -> int: ...
+
+    def read(self, size: int = -1) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -176,7 +184,7 @@ def plan_response(
     return Plan(206, headers, parts, boundary, send_body)
 
 
-def iter_body(plan: Plan, rep: Representation, fileobj: BinaryIO, chunk_size: int = 65536) -> Iterator[bytes]:
+def iter_body(plan: Plan, rep: Representation, fileobj: Readable, chunk_size: int = 65536) -> Iterator[bytes]:
     """Yield the body of ``plan``, reading ``rep``'s bytes from ``fileobj`` (seekable, binary).
 
     Yields nothing when the plan sends no body (HEAD, 304); otherwise exactly as many bytes as the plan's
@@ -191,7 +199,7 @@ def iter_body(plan: Plan, rep: Representation, fileobj: BinaryIO, chunk_size: in
     return _body_chunks(plan, rep, fileobj, chunk_size)
 
 
-def _body_chunks(plan: Plan, rep: Representation, fileobj: BinaryIO, chunk_size: int) -> Iterator[bytes]:
+def _body_chunks(plan: Plan, rep: Representation, fileobj: Readable, chunk_size: int) -> Iterator[bytes]:
     if not plan.send_body:
         return
     if plan.boundary is None:
@@ -205,7 +213,7 @@ def _body_chunks(plan: Plan, rep: Representation, fileobj: BinaryIO, chunk_size:
     yield _closing_delimiter(plan.boundary)
 
 
-def _read_span(fileobj: BinaryIO, first: int, last: int, chunk_size: int) -> Iterator[bytes]:
+def _read_span(fileobj: Readable, first: int, last: int, chunk_size: int) -> Iterator[bytes]:
     fileobj.seek(first)
     remaining = last - first + 1
     while remaining > 0:

@@ -7,25 +7,22 @@ import binascii
 import math
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from api import MAX_BODY_BYTES, ranges
+from api import ranges
 from api.auth import business_for_stream, business_from_header, settings
 from api.errors import ApiError
-from tasks import twilio
 from tasks.access import mint_stream_token
-from tasks.catalog import HTTP, PROVIDERS, READY, TWILIO, RecordingRow
+from tasks.catalog.models import FAILED, HTTP, PROVIDERS, READY, TWILIO, RecordingRow
 from tasks.ids import check_id
-from tasks.providers import check_media_url, is_twilio_url
 from tasks.recordings import Recordings, Status
-from tasks.redis_client import get_redis
-from tasks.s3store import S3Store
-from tasks.settings import Settings
+from tasks.slots.client import get_redis
 
 bp = Blueprint("recordings", __name__, url_prefix="/api/recordings")
 
+#: Bodies larger than this are refused with 413 before they are read.
+MAX_BODY_BYTES = 64 * 1024
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
 #: Seconds a client should wait before polling a recording that is not ready yet.
@@ -47,7 +44,7 @@ def _owned(recs: Recordings, call_sid: str) -> RecordingRow:
 def _status_body(recs: Recordings, status: Status) -> dict[str, Any]:
     body = status.as_dict()
     body["stream_url"] = None
-    if status.status == "ready":
+    if status.status == READY:
         token = mint_stream_token(recs.settings, recs.business_id, status.call_sid)
         body["stream_url"] = url_for("recordings.stream", call_sid=status.call_sid, token=token)
     return body
@@ -83,12 +80,9 @@ def register(call_sid: str) -> Response:
     if provider not in PROVIDERS:
         raise ApiError(400, "invalid_body", f"provider must be one of {', '.join(PROVIDERS)}")
     media_url = data.get("media_url")
-    if media_url is None and provider == TWILIO:
-        # Resolved from the CallSid when the recording is fetched.
-        if not twilio.is_configured(recs.settings):
-            raise ApiError(422, "twilio_not_configured", "set TWILIO_ACCOUNT_SID and its credentials to "
-                           "register Twilio recordings by CallSid")
-    elif not isinstance(media_url, str) or not media_url or len(media_url) > 2048:
+    if (media_url is not None or provider != TWILIO) and (
+        not isinstance(media_url, str) or not media_url or len(media_url) > 2048
+    ):
         raise ApiError(400, "invalid_body", "media_url must be a URL string of at most 2048 characters")
     duration = data.get("duration_seconds")
     if duration is not None and (
@@ -96,29 +90,13 @@ def register(call_sid: str) -> Response:
         or duration < 0
     ):
         raise ApiError(400, "invalid_body", "duration_seconds must be a non-negative number")
-    if media_url is not None:
-        check_media_url(media_url, recs.settings)
-    rec, created = recs.catalog.register(recs.business_id, call_sid, media_url,
-                                         float(duration) if duration is not None else None, provider=provider)
-    if not created and not _same_recording(rec, media_url, recs.settings):
-        raise ApiError(409, "conflict", "this call_sid is registered with another media_url")
-    if not created and rec.media_url is None and media_url is not None:
-        recs.catalog.set_media_url(rec.id, media_url)  # the status callback names the recording's URL
+    rec, created = recs.register(call_sid, media_url, float(duration) if duration is not None else None,
+                                 provider)
     response = jsonify(_status_body(recs, recs.status(rec)))
     response.status_code = 201 if created else 200
     if created:
         response.headers["Location"] = url_for("recordings.status", call_sid=call_sid)
     return response
-
-
-def _same_recording(rec: RecordingRow, media_url: str | None, settings: Settings) -> bool:
-    """Whether a registration names the recording already registered: the same media URL, or a Twilio
-    recording named by its CallSid on one side and a Twilio URL (or the CallSid) on the other."""
-    if media_url is not None and rec.media_url is not None:
-        return media_url == rec.media_url
-    if media_url is None:
-        return rec.provider == TWILIO or is_twilio_url(rec.media_url, settings)
-    return is_twilio_url(media_url, settings)
 
 
 def _decode_cursor(raw: str) -> int:
@@ -164,7 +142,7 @@ def fetch(call_sid: str) -> Response:
     recs = _recordings(business_from_header())
     rec = _owned(recs, call_sid)
     current = recs.status(rec)
-    if current.status == "ready":
+    if current.status == READY:
         return _pending(recs, current, 200)
     return _pending(recs, recs.request(rec, "fetch"), 202)
 
@@ -176,7 +154,7 @@ def stream(call_sid: str) -> Response:
     rec = _owned(recs, call_sid)
     if rec.state != READY or not recs.store.exists(rec.file_path):
         current = recs.status(rec)
-        if current.status == "failed":
+        if current.status == FAILED:
             return _pending(recs, current, 502)
         return _pending(recs, recs.request(rec, "stream"), 202)
     return _send_media(recs, rec)
@@ -210,21 +188,24 @@ def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
         if_modified_since=request.headers.get("If-Modified-Since"),
     )
     store = recs.store
-    if isinstance(store, S3Store):
-        if plan.send_body and plan.parts and store.stat(rec.file_path) is None:
+    if plan.send_body and plan.parts:
+        if not store.verify(rec.file_path):
             return _lost(recs, rec)
-        if store.settings.s3_stream == "redirect" and plan.send_body and plan.parts:
-            return _presigned_redirect(store, rec)
-    elif recs.settings.accel_redirect and _nginx_can_send(plan):
-        return _accel_redirect(recs.settings.accel_redirect, rec, plan)
+        url = store.redirect_url(rec.file_path, rep.content_type, _disposition(rec))
+        if url is not None:
+            return _redirect(url)
+    accel_path = store.accel_path(rec.file_path)
+    if recs.settings.accel_redirect and accel_path is not None and _nginx_can_send(plan):
+        return _accel_redirect(recs.settings.accel_redirect + accel_path, rec, plan)
     body: Any = ()
     if plan.send_body and plan.parts:
-        fileobj: Any = (store.reader(rec.file_path, plan.parts) if isinstance(store, S3Store)
-                        else open(store.path(rec.file_path), "rb"))  # noqa: SIM115 - closed by the response
+        fileobj = store.open_ranges(rec.file_path, plan.parts)
 
         def generate() -> Any:
-            with fileobj:
+            try:
                 yield from ranges.iter_body(plan, rep, fileobj)
+            finally:
+                fileobj.close()
 
         body = generate()
     response = MediaResponse(body, status=plan.status, direct_passthrough=True)
@@ -247,11 +228,9 @@ def _media_headers(response: Response, rec: RecordingRow) -> None:
         response.headers["Content-Disposition"] = disposition
 
 
-def _presigned_redirect(store: S3Store, rec: RecordingRow) -> Response:
-    """Access is checked: the client gets the object from the bucket (which answers Range itself) through a
+def _redirect(url: str) -> Response:
+    """Access is checked: the client gets the object from the store itself (a bucket answers Range) through a
     short-lived presigned URL."""
-    assert rec.file_path
-    url = store.presigned_url(rec.file_path, rec.content_type or "application/octet-stream", _disposition(rec))
     response = Response(status=302)
     response.headers["Location"] = url
     response.headers["Cache-Control"] = "no-store"  # the URL expires
@@ -283,8 +262,8 @@ def _nginx_can_send(plan: ranges.Plan) -> bool:
     return plan.status == 206 and plan.boundary is None and single_range
 
 
-def _accel_redirect(prefix: str, rec: RecordingRow, plan: ranges.Plan) -> Response:
-    """Access is checked: let nginx send the file (X-Accel-Redirect to its internal location ``prefix``).
+def _accel_redirect(location: str, rec: RecordingRow, plan: ranges.Plan) -> Response:
+    """Access is checked: let nginx send the file (X-Accel-Redirect to ``location``, in its internal location).
 
     nginx keeps the Content-Type, Content-Disposition and Cache-Control sent here; deploy/nginx.conf makes it
     send this ETag and Last-Modified too (``add_header ... $upstream_http_...``) and apply Range and If-Range
@@ -296,7 +275,7 @@ def _accel_redirect(prefix: str, rec: RecordingRow, plan: ranges.Plan) -> Respon
         if name in ("ETag", "Last-Modified") or (name == "Accept-Ranges" and plan.status == 206):
             response.headers[name] = value
     response.headers["Content-Type"] = rec.content_type or "application/octet-stream"
-    response.headers["X-Accel-Redirect"] = prefix + quote(rec.file_path or "")
+    response.headers["X-Accel-Redirect"] = location
     _media_headers(response, rec)
     return response
 

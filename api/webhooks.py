@@ -19,12 +19,12 @@ from twilio.request_validator import RequestValidator
 
 from api.auth import settings
 from api.errors import ApiError
-from tasks.catalog import TWILIO
+from tasks.catalog.models import TWILIO
 from tasks.errors import InvalidId, MediaHostNotAllowed
 from tasks.ids import check_id
-from tasks.providers import check_media_url
+from tasks.media.http import check_media_url
 from tasks.recordings import Recordings
-from tasks.redis_client import get_redis
+from tasks.slots.client import get_redis
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +68,10 @@ def twilio_recording_status(business_id: str) -> Response:
         log.warning("Twilio callback ignored: %s %s", exc, ctx)
         raise ApiError(400, "invalid_body", str(exc)) from exc
     recs = Recordings(get_redis(), settings(), business_id)
-    rec, created = recs.catalog.register(business_id, call_sid, url, _duration(form.get("RecordingDuration")),
-                                         provider=TWILIO)
-    if not created and rec.media_url is None:
-        recs.catalog.set_media_url(rec.id, url)  # registered earlier by its CallSid alone
-    elif not created and rec.media_url != url:
-        # A call recorded in several parts calls back once per recording: the first one is kept.
-        log.info("Twilio callback for another recording of a registered call, kept the first %s", ctx)
+    # A call recorded in several parts calls back once per recording: the first one is kept.
+    rec, created = recs.register(call_sid, url, _duration(form.get("RecordingDuration")), TWILIO,
+                                 from_callback=True)
     log.info("Twilio recording completed, %s %s", "registered" if created else "already registered", ctx)
     if settings().prefetch:
-        current = recs.get(call_sid)
-        if current is not None:
-            recs.request(current, "fetch")
+        recs.request(rec, "fetch")
     return Response(status=204)

@@ -259,7 +259,7 @@ class Stack:
                 os.environ.pop(name, None)
         reset_domain()
         # Create the catalog's schema before any process starts, so no scenario measures a migration.
-        from tasks.catalog import get_engine
+        from tasks.catalog.queries import get_engine
         from tasks.settings import get_settings
 
         get_engine(get_settings())
@@ -471,9 +471,9 @@ def _port_open(port: int, service: Service) -> bool:
 
 
 def reset_domain() -> None:
-    from tasks.catalog import dispose_engines
-    from tasks.redis_client import reset_redis
+    from tasks.catalog.queries import dispose_engines
     from tasks.settings import reset_settings
+    from tasks.slots.client import reset_redis
 
     reset_settings()
     reset_redis()
@@ -489,7 +489,7 @@ def token_for(business_id: str) -> str:
 
 def redis_now() -> float:
     """Redis TIME as wall-clock seconds (job timestamps are Redis TIME in ms)."""
-    from tasks.redis_client import get_redis
+    from tasks.slots.client import get_redis
 
     seconds, micros = get_redis().time()
     return int(seconds) + int(micros) / 1e6
@@ -497,8 +497,8 @@ def redis_now() -> float:
 
 def job_fields(business_id: str, call_sids: list[str], *names: str) -> list[list[str | None]]:
     """Fields of many job hashes in one round trip."""
-    from tasks import keys
-    from tasks.redis_client import get_redis
+    from tasks.slots import keys
+    from tasks.slots.client import get_redis
 
     pipe = get_redis().pipeline(transaction=False)
     for call_sid in call_sids:

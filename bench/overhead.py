@@ -51,7 +51,7 @@ def run(smoke: bool) -> Values:
         worker.stop()
 
         st.worker(concurrency=CONCURRENCY, app="bench.noop_app", name="noop", role="peer_worker")
-        from tasks.redis_client import get_redis
+        from tasks.slots.client import get_redis
 
         redis = get_redis()
         spec = spec_file({"count": 1, "threads": 1})  # warm up the no-op worker too

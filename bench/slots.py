@@ -1,7 +1,7 @@
 """Scenario 4, slots: acquire + release cycles per second against raw EVALSHA round trips on the same Redis.
 
 Clients are processes (forked, each with its own connection). Each first creates its own queued jobs with
-``tasks.jobs.request_job`` (acquire takes a slot only for a queued job's current task id), then all start
+``tasks.slots.jobs.request_job`` (acquire takes a slot only for a queued job's current task id), then all start
 together: one cycle is ``BusinessSlots.acquire`` + ``BusinessSlots.release``, two scripts, two round trips. The
 peer is the same clients calling EVALSHA of a script that does nothing (``return 1``) with the same number of
 keys and arguments, twice per cycle: the floor is half the raw rate, the cost of two round trips and nothing
@@ -32,11 +32,11 @@ def _cpu() -> float:
 
 
 def _client(index: int, business_id: str, cycles: int, barrier: Any, results: Any) -> None:
-    from tasks import keys
-    from tasks.jobs import request_job
-    from tasks.redis_client import get_redis, reset_redis
-    from tasks.semaphore import Acquired, BusinessSlots
     from tasks.settings import get_settings, reset_settings
+    from tasks.slots import keys
+    from tasks.slots.client import get_redis, reset_redis
+    from tasks.slots.jobs import request_job
+    from tasks.slots.semaphore import Acquired, BusinessSlots
 
     reset_settings()
     reset_redis()  # a forked child must not share the parent's sockets
@@ -81,9 +81,9 @@ def _client(index: int, business_id: str, cycles: int, barrier: Any, results: An
 
 
 def _level(clients: int, total_cycles: int, redis_pid: int) -> Values:
-    from tasks.redis_client import get_redis
-    from tasks.semaphore import BusinessSlots
     from tasks.settings import get_settings
+    from tasks.slots.client import get_redis
+    from tasks.slots.semaphore import BusinessSlots
 
     business_id = f"slots{clients}"
     BusinessSlots(get_redis(), business_id, get_settings()).set_limit(clients)
@@ -130,12 +130,12 @@ def _level(clients: int, total_cycles: int, redis_pid: int) -> Values:
 
 def _redis_cost(cycles: int) -> Values:
     """Median time inside Redis of each script (SLOWLOG with a threshold of 0), after the measured levels."""
-    from tasks import keys
-    from tasks.jobs import request_job
-    from tasks.redis_client import get_redis
-    from tasks.scripts import script
-    from tasks.semaphore import Acquired, BusinessSlots
     from tasks.settings import get_settings
+    from tasks.slots import keys
+    from tasks.slots.client import get_redis
+    from tasks.slots.jobs import request_job
+    from tasks.slots.scripts import script
+    from tasks.slots.semaphore import Acquired, BusinessSlots
 
     client, settings = get_redis(), get_settings()
     slots = BusinessSlots(client, "slotcost", settings)

@@ -97,7 +97,7 @@ def run(smoke: bool) -> Values:
         harness.wait_ready({"stream": ["CAbig"]}, timeout=120)
         worker.stop()  # the worker has nothing more to do: keep it off the measured cores
 
-        from tasks.catalog import Catalog
+        from tasks.catalog.queries import Catalog
         from tasks.settings import get_settings
 
         rec = Catalog(get_settings()).get("stream", "CAbig")

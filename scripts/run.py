@@ -90,7 +90,7 @@ def main() -> int:
         # The domain reads its settings from the environment: point this process at the same one.
         os.environ.update(env)
         from tasks.access import mint_token
-        from tasks.catalog import Catalog
+        from tasks.catalog.queries import Catalog
         from tasks.settings import get_settings
 
         settings = get_settings()

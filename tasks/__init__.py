@@ -1,4 +1,4 @@
-"""recplay's Celery app and domain: jobs, slots, downloads, the media store and the catalog.
+"""recplay's Celery app and domain: slots and jobs in Redis, media, the catalog, operations and the worker.
 
 ``celery -A tasks worker`` finds :data:`app` here; its configuration comes from ``celeryconfig.py``.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 from celery import Celery
 
 # The task modules register themselves on import; workers and beat import them through ``include``, with the
-# modules that hook the worker's signals (heartbeats, structured logs, giving up the slots a task left behind).
-app = Celery("recplay", include=["tasks.download", "tasks.sweeper", "tasks.workers", "tasks.logs", "tasks.signals"])
+# module that connects the worker's signals (structured logs, heartbeats, giving up the slots a task left).
+app = Celery("recplay", include=["tasks.worker.tasks", "tasks.worker.hooks"])
 app.config_from_object("celeryconfig")
 
 __all__ = ["app"]

@@ -1,6 +1,6 @@
 """The ``recplay`` command: a click group over the same domain the API and the workers use.
 
-Every repair lives in :mod:`tasks.repair`; the commands here parse, call and print. Options fall back to the
+Every repair lives in :mod:`tasks.ops.repair`; the commands here parse, call and print. Options fall back to the
 environment (``REDIS_URL``, ``DATABASE_URL``, ``RECPLAY_DATA_DIR``, ``RECPLAY_PING_TIMEOUT``). Exit codes:
 0 done (also "Nothing to do"), 1 failed, 2 bad usage.
 """
@@ -15,23 +15,29 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+import redis
+from kombu.exceptions import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
+from tasks import app
+from tasks.access import mint_token
 from tasks.errors import InvalidId, RecplayError
 from tasks.ids import check_id
+from tasks.ops import repair
+from tasks.ops.overview import overview
+from tasks.ops.workers import check_workers, heartbeat_ages
+from tasks.settings import Settings, get_settings, reset_settings
+from tasks.slots.client import get_redis, reset_redis
 
 FAILED = 1
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _settings() -> Any:
-    from tasks.settings import get_settings
-
+def _settings() -> Settings:
     return get_settings()
 
 
-def _client() -> Any:
-    from tasks.redis_client import get_redis
-
+def _client() -> redis.Redis:
     return get_redis()
 
 
@@ -54,10 +60,6 @@ def reports_errors(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import redis
-        from kombu.exceptions import OperationalError
-        from sqlalchemy.exc import SQLAlchemyError
-
         try:
             return command(*args, **kwargs)
         except redis.RedisError as exc:
@@ -93,9 +95,6 @@ def cli(redis_url: str | None, database_url: str | None, data_dir: str | None) -
     for name, value in given.items():
         if value:
             os.environ[name] = value
-    from tasks.redis_client import reset_redis
-    from tasks.settings import reset_settings
-
     reset_settings()
     reset_redis()
 
@@ -107,8 +106,6 @@ def cli(redis_url: str | None, database_url: str | None, data_dir: str | None) -
 @reports_errors
 def token(business_id: str, ttl: int) -> None:
     """Print an access token for BUSINESS_ID."""
-    from tasks.access import mint_token
-
     click.echo(mint_token(_settings(), business_id, ttl))
 
 
@@ -137,16 +134,11 @@ def _print_overview(data: dict[str, Any], workers: dict[str, Any], heartbeat: fl
 @reports_errors
 def status(business_id: str | None, as_json: bool, ping_timeout: float) -> None:
     """Per business: limit, active, parked, holders (with their worker's state); and the queue length."""
-    from tasks.overview import overview
-
     client, settings = _client(), _settings()
     data = overview(client, settings, business_id)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    from tasks import app
-    from tasks.workers import check_workers
-
     names = {h["worker"] for b in data["businesses"] for h in b["holders"] if h["worker"]}
     workers = check_workers(app, client, names, ping_timeout)
     _print_overview(data, workers, settings.worker_heartbeat_seconds)
@@ -174,12 +166,9 @@ def purge_stuck(business_id: str | None, dry_run: bool, as_json: bool, ping_time
     its worker answers but no longer runs the task holding it (it restarted under the same name). Free
     slots then go to parked jobs.
     """
-    from tasks import app
-    from tasks.repair import apply_repair, plan_repair
-
     client, settings = _client(), _settings()
-    plan = plan_repair(app, client, settings, business_id, ping_timeout)
-    result = None if plan.empty or dry_run else apply_repair(client, settings, plan, business_id)
+    plan = repair.plan_repair(app, client, settings, business_id, ping_timeout)
+    result = None if plan.empty or dry_run else repair.apply_repair(client, settings, plan, business_id)
     if as_json:
         click.echo(json.dumps({"dry_run": dry_run, "nothing_to_do": plan.empty, "plan": plan.as_dict(),
                                "done": result.as_dict() if result else None}, indent=2))
@@ -203,18 +192,15 @@ def purge_stuck(business_id: str | None, dry_run: bool, as_json: bool, ping_time
 @reports_errors
 def purge_queue(business_id: str, yes: bool) -> None:
     """Drop a business's waiting jobs (parked or queued, not running); their recordings return to new."""
-    from tasks.repair import purge_queue as purge
-    from tasks.repair import waiting_jobs
-
     client, settings = _client(), _settings()
-    waiting = waiting_jobs(client, business_id)
+    waiting = repair.waiting_jobs(client, business_id)
     if not waiting:
         click.echo(f"Nothing to do: {business_id} has no waiting jobs.")
         return
     click.echo(f"{len(waiting)} waiting jobs of {business_id}: {', '.join(waiting)}")
     if not yes:
         click.confirm("Drop them? Their recordings return to new", abort=True)
-    done = purge(client, settings, business_id, waiting)
+    done = repair.purge_queue(client, settings, business_id, waiting)
     click.echo(f"Dropped {len(done.dropped)} waiting jobs of {business_id}; "
                f"{len(done.returned_to_new)} recordings are new again.")
     skipped = sorted(set(waiting) - set(done.dropped))
@@ -228,9 +214,7 @@ def purge_queue(business_id: str, yes: bool) -> None:
 @reports_errors
 def set_limit(business_id: str, limit: int) -> None:
     """Set BUSINESS_ID's concurrent downloads to N, now; a raise hands slots to parked jobs at once."""
-    from tasks.repair import set_limit as change
-
-    done = change(_client(), _settings(), business_id, limit)
+    done = repair.set_limit(_client(), _settings(), business_id, limit)
     if done.previous == limit and not done.handed:
         click.echo(f"Nothing to do: the limit of {business_id} is already {limit}.")
         return
@@ -244,9 +228,7 @@ def set_limit(business_id: str, limit: int) -> None:
 @reports_errors
 def retry(business_id: str, call_sid: str) -> None:
     """A new attempt for a failed recording."""
-    from tasks.repair import retry as new_attempt
-
-    done = new_attempt(_client(), _settings(), business_id, call_sid)
+    done = repair.retry(_client(), _settings(), business_id, call_sid)
     if not done.retried:
         click.echo(f"Nothing to do: {business_id}/{call_sid} is {done.before.status}, not failed.")
         return
@@ -260,9 +242,6 @@ def retry(business_id: str, call_sid: str) -> None:
 @reports_errors
 def workers(as_json: bool, ping_timeout: float) -> None:
     """Every worker that has written a heartbeat: how long ago, and whether it answers a ping."""
-    from tasks import app
-    from tasks.workers import check_workers, heartbeat_ages
-
     client, settings = _client(), _settings()
     states = check_workers(app, client, heartbeat_ages(client), ping_timeout)
     heartbeat = settings.worker_heartbeat_seconds

@@ -8,7 +8,9 @@ from tasks import app
 
 log = logging.getLogger(__name__)
 
+#: The tasks' wire names: messages name their task by these, so they never change when code moves.
 DOWNLOAD_TASK = "tasks.download"
+SWEEP_TASK = "tasks.sweep"
 #: Version of the message's arguments; a worker accepts this one and the one before it (rolling upgrades).
 MESSAGE_VERSION = 1
 

@@ -1,4 +1,9 @@
-"""The errors of the domain package."""
+"""The errors of the domain package.
+
+The ones a request can cause sit under a middle class per answer (:class:`BadRequest`, :class:`AccessDenied`,
+:class:`NotFound`, :class:`Conflict`, :class:`Unprocessable`), each with the snake_case ``code`` a client sees,
+so the HTTP layer maps five classes, not every error.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,66 @@ from __future__ import annotations
 class RecplayError(Exception):
     """Base class of every error recplay raises on purpose."""
 
+    #: The error code a client sees when a request caused it.
+    code = "error"
+
 
 class ConfigError(RecplayError):
     """Raised when the environment holds a setting recplay cannot use."""
 
 
-class InvalidId(RecplayError):
+class BadRequest(RecplayError):
+    """Raised when a request is malformed (answered 400)."""
+
+    code = "bad_request"
+
+
+class InvalidId(BadRequest):
     """Raised when a business_id or call_sid does not match the identifier pattern."""
+
+    code = "invalid_id"
+
+
+class InvalidBody(BadRequest):
+    """Raised when a request body is not what the call takes."""
+
+    code = "invalid_body"
 
 
 class AccessDenied(RecplayError):
-    """Raised when a token is missing, malformed, forged, expired or of the wrong kind."""
+    """Raised when a token is missing, malformed, forged, expired or of the wrong kind (answered 401)."""
+
+    code = "unauthorized"
 
 
-class MediaHostNotAllowed(RecplayError):
+class NotFound(RecplayError):
+    """Raised when a request or an operator names a recording the business does not have (answered 404)."""
+
+    code = "not_found"
+
+
+class Conflict(RecplayError):
+    """Raised when a registration names a recording already registered with another media URL (409)."""
+
+    code = "conflict"
+
+
+class Unprocessable(RecplayError):
+    """Raised when a well-formed request asks for what recplay will not do (answered 422)."""
+
+    code = "unprocessable"
+
+
+class MediaHostNotAllowed(Unprocessable):
     """Raised when a media URL (or a redirect) points at a host off the allowlist."""
+
+    code = "media_host_not_allowed"
+
+
+class TwilioNotConfigured(Unprocessable):
+    """Raised when a Twilio recording is registered by its CallSid alone and no Twilio account is configured."""
+
+    code = "twilio_not_configured"
 
 
 class ProviderError(RecplayError):
@@ -42,7 +92,3 @@ class ProviderError(RecplayError):
 
 class LeaseLost(RecplayError):
     """Raised when a download's slot lease was reclaimed while it ran; its result must be discarded."""
-
-
-class NotFound(RecplayError):
-    """Raised when an operator names a recording the business does not have."""

@@ -5,9 +5,9 @@ names itself (the house style: ``log.info("ready business_id=%s call_sid=%s", ..
 lines (their ``data``), or from the job context of the running task (set by the ``task_prerun`` signal and
 :func:`bind`, kept in a context variable so each worker thread has its own). Calls stay lazy ``%s`` logging.
 
-:func:`setup_logging` is the one setup: the worker calls it from Celery's ``after_setup_logger`` signal, the
-API from ``create_app``. ``RECPLAY_LOG_FORMAT=json`` prints one JSON object a line; the default text format
-appends the job fields a line lacks as ``key=value``.
+:func:`setup_logging` is the one setup: the worker calls it from Celery's ``after_setup_logger`` signal
+(:mod:`tasks.worker.hooks`), the API from ``create_app``. ``RECPLAY_LOG_FORMAT=json`` prints one JSON object
+a line; the default text format appends the job fields a line lacks as ``key=value``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from celery import signals
+from tasks.dispatch import DOWNLOAD_TASK
+from tasks.settings import get_settings
 
 JOB_FIELDS = ("business_id", "call_sid", "task_id", "attempt")
-DOWNLOAD_TASK = "tasks.download"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 _job: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("recplay_job", default=None)
@@ -47,6 +47,15 @@ def bind(**fields: object) -> None:
     current = dict(_job.get() or {})
     current.update({k: str(v) for k, v in fields.items() if v is not None})
     _job.set(current)
+
+
+def enter_job(**fields: object) -> None:
+    """The running task's job fields, from here until :func:`leave_job` (a task_prerun hook sets them)."""
+    _job.set({k: str(v) for k, v in fields.items() if v is not None})
+
+
+def leave_job() -> None:
+    _job.set(None)
 
 
 def current_job() -> dict[str, str]:
@@ -144,8 +153,6 @@ def setup_logging(
         log_format: ``text`` or ``json``; ``RECPLAY_LOG_FORMAT`` by default.
         text_format: the %-format of text lines (Celery passes its worker format).
     """
-    from tasks.settings import get_settings
-
     settings = get_settings()
     if logger is not None:
         handlers = list(logger.handlers)
@@ -164,20 +171,3 @@ def setup_logging(
         if not any(isinstance(f, JobFieldsFilter) for f in handler.filters):
             handler.addFilter(JobFieldsFilter())
     return handlers
-
-
-@signals.after_setup_logger.connect
-def _worker_logging(logger: logging.Logger | None = None, format: str | None = None, **_: Any) -> None:
-    setup_logging(logger, text_format=format)
-
-
-@signals.task_prerun.connect
-def _enter_job(task_id: str | None = None, task: Any = None, args: Any = None, **_: Any) -> None:
-    if getattr(task, "name", None) == DOWNLOAD_TASK and args and len(args) >= 2:
-        _job.set({"business_id": str(args[0]), "call_sid": str(args[1]), "task_id": str(task_id)})
-
-
-@signals.task_postrun.connect
-def _leave_job(task: Any = None, **_: Any) -> None:
-    if getattr(task, "name", None) == DOWNLOAD_TASK:
-        _job.set(None)

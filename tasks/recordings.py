@@ -1,4 +1,4 @@
-"""Use cases over one business's recordings, shared by the API and the CLI.
+"""Use cases over one business's recordings, shared by the API, the Twilio webhook and the CLI.
 
 Each function combines the catalog (durable facts), the job registry (live state) and the store, and returns
 plain data; the HTTP layer only maps them to responses.
@@ -13,12 +13,16 @@ from typing import Any
 
 import redis
 
-from tasks.catalog import FAILED, READY, WANTED, Catalog, RecordingRow
+from tasks.catalog.models import FAILED, HTTP, READY, TWILIO, WANTED, RecordingRow
+from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_download, send_handed
-from tasks.jobs import Job, RequestMode, delete_job, get_job, get_jobs, request_job
-from tasks.semaphore import BusinessSlots
+from tasks.errors import Conflict, TwilioNotConfigured
+from tasks.media import twilio
+from tasks.media.http import check_media_url, is_twilio_url
+from tasks.media.store import Store, media_store
 from tasks.settings import Settings
-from tasks.store import Store, media_store
+from tasks.slots.jobs import Job, RequestMode, delete_job, get_job, get_jobs, request_job
+from tasks.slots.semaphore import BusinessSlots
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,48 @@ class Recordings:
         self.client, self.settings, self.business_id = client, settings, business_id
         self.catalog = Catalog(settings)
         self.store: Store = media_store(settings)
+
+    def register(self, call_sid: str, media_url: str | None, duration_seconds: float | None,
+                 provider: str = HTTP, *, from_callback: bool = False) -> tuple[RecordingRow, bool]:
+        """Register a recording; returns (row, created). The same registration again changes nothing.
+
+        A Twilio recording may be registered by its CallSid alone (``media_url`` None), to be resolved when it
+        is fetched; a later registration naming its Twilio URL fills the URL in. A provider's status callback
+        (``from_callback``) for another recording of a call already registered keeps the first one.
+
+        Raises:
+            MediaHostNotAllowed: the media URL is off the allowlist.
+            TwilioNotConfigured: a CallSid alone, and no Twilio account to resolve it with.
+            Conflict: the call_sid is registered with another media URL.
+        """
+        if media_url is not None:
+            check_media_url(media_url, self.settings)
+        elif provider == TWILIO and not twilio.is_configured(self.settings):
+            raise TwilioNotConfigured("set TWILIO_ACCOUNT_SID and its credentials to register Twilio recordings "
+                                      "by CallSid")
+        rec, created = self.catalog.register(self.business_id, call_sid, media_url, duration_seconds,
+                                             provider=provider)
+        if created:
+            return rec, True
+        if not from_callback and not self._same_recording(rec, media_url):
+            raise Conflict("this call_sid is registered with another media_url")
+        if rec.media_url is None and media_url is not None:
+            # The status callback (or a later registration) names the URL of a recording known by its CallSid.
+            held = self.catalog.set_media_url(rec.id, media_url)
+            rec = dataclasses.replace(rec, media_url=held)
+        elif from_callback and rec.media_url != media_url:
+            log.info("another recording of a registered call, kept the first business_id=%s call_sid=%s",
+                     self.business_id, call_sid)
+        return rec, False
+
+    def _same_recording(self, rec: RecordingRow, media_url: str | None) -> bool:
+        """Whether a registration names the recording already registered: the same media URL, or a Twilio
+        recording named by its CallSid on one side and a Twilio URL (or the CallSid) on the other."""
+        if media_url is not None and rec.media_url is not None:
+            return media_url == rec.media_url
+        if media_url is None:
+            return rec.provider == TWILIO or is_twilio_url(rec.media_url, self.settings)
+        return is_twilio_url(media_url, self.settings)
 
     def get(self, call_sid: str) -> RecordingRow | None:
         return self.catalog.get(self.business_id, call_sid)

@@ -1,130 +1,197 @@
 """One settings object, read from the environment in one place.
 
 Every process (API, worker, beat, CLI) calls :func:`get_settings`; tests call :func:`reset_settings` after they
-change the environment.
+change the environment. Each setting's environment variable, default and minimum are written once, in its
+field of :class:`Settings` (:func:`setting`); ``celeryconfig.py`` reads the same object.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import Field, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from tasks.errors import ConfigError
 
 
-def _int(name: str, default: int, minimum: int = 0) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
+# ---- how a raw environment value becomes a setting --------------------------------------------------------
+
+#: Turns an environment variable's text into a value: (variable name, text, minimum) -> value.
+Parser = Callable[[str, str, "float | None"], Any]
+
+
+def _at_least(name: str, value: Any, minimum: float | None) -> Any:
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum:g}, got {value}")
+    return value
+
+
+def _integer(name: str, raw: str, minimum: float | None) -> int:
     try:
         value = int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return int(_at_least(name, value, minimum))
 
 
-def _float(name: str, default: float, minimum: float = 0.0) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
+def _number(name: str, raw: str, minimum: float | None) -> float:
     try:
         value = float(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return float(_at_least(name, value, minimum))
 
 
-def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    for choice in choices:
-        if raw.lower() == choice.lower():
-            return choice
-    raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+def _flag(name: str, raw: str, minimum: float | None) -> bool:
+    return raw.lower() in {"1", "true", "yes", "on"}
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+def _text(name: str, raw: str, minimum: float | None) -> str:
+    return raw
 
 
-def _hosts(raw: str) -> tuple[str, ...]:
+def _path(name: str, raw: str, minimum: float | None) -> Path:
+    return Path(raw).expanduser()
+
+
+def _hosts(name: str, raw: str, minimum: float | None) -> tuple[str, ...]:
     return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
+def _no_trailing_slash(name: str, raw: str, minimum: float | None) -> str:
+    return raw.rstrip("/")
+
+
+def _no_outer_slashes(name: str, raw: str, minimum: float | None) -> str:
+    return raw.strip("/")
+
+
+def _trust_proxy(name: str, raw: str, minimum: float | None) -> int:
+    """RECPLAY_TRUST_PROXY: empty/0/false trusts no forwarding header; 1/true one proxy; N that many."""
+    raw = raw.lower()
+    if raw in ("0", "false", "no", "off"):
+        return 0
+    if raw in ("true", "yes", "on"):
+        return 1
+    if raw.isdigit():
+        return int(raw)
+    raise ConfigError(f"{name} must be 0, 1 or a number of proxies, got {raw!r}")
+
+
+def _accel_prefix(name: str, raw: str, minimum: float | None) -> str:
+    if not raw.startswith("/"):
+        raise ConfigError(f"{name} must be a location path starting with '/', got {raw!r}")
+    return raw.rstrip("/") + "/"
+
+
+def _one_of(*choices: str) -> Parser:
+    def parse(name: str, raw: str, minimum: float | None) -> str:
+        for choice in choices:
+            if raw.lower() == choice.lower():
+                return choice
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+
+    return parse
+
+
+#: The parser of a field by its annotation, when its declaration names none.
+_BY_TYPE: dict[str, Parser] = {"int": _integer, "float": _number, "bool": _flag, "str": _text, "str | None": _text,
+                               "tuple[str, ...]": _hosts, "Path": _path}
+
+
+def setting(env: str, default: Any, *, minimum: float | None = None, parse: Parser | None = None,
+            keep_spaces: bool = False) -> Any:
+    """Declare a setting: its environment variable, its default and its minimum, written here once.
+
+    Args:
+        env: the environment variable; unset or empty means the default.
+        default: the value when the variable is unset (immutable).
+        minimum: the smallest number accepted.
+        parse: how the text becomes the value; by default chosen from the field's type.
+        keep_spaces: take the text as given (secrets); else surrounding whitespace is dropped.
+    """
+    return field(default=default, metadata={"env": env, "minimum": minimum, "parse": parse,
+                                            "keep_spaces": keep_spaces})
 
 
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    data_dir: Path = Path("./var")
-    database_url: str = ""
-    secret_key: str | None = None
-    dev: bool = False
-    admin_token: str | None = None
-    media_hosts: tuple[str, ...] = ("api.twilio.com",)
-    max_concurrent: int = 5
-    lease_seconds: int = 120
-    dedup_seconds: int = 1800
-    max_attempts: int = 5
+    """Every setting of every process; :func:`load_settings` reads them from the environment."""
+
+    redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0")
+    data_dir: Path = setting("RECPLAY_DATA_DIR", Path("./var"))
+    # Empty: the SQLite file in data_dir (load_settings fills it in).
+    database_url: str = setting("DATABASE_URL", "")
+    secret_key: str | None = setting("RECPLAY_SECRET_KEY", None, keep_spaces=True)
+    dev: bool = setting("RECPLAY_DEV", False)
+    admin_token: str | None = setting("RECPLAY_ADMIN_TOKEN", None, keep_spaces=True)
+    media_hosts: tuple[str, ...] = setting("RECPLAY_MEDIA_HOSTS", ("api.twilio.com",))
+    max_concurrent: int = setting("RECPLAY_MAX_CONCURRENT", 5, minimum=1)
+    lease_seconds: int = setting("RECPLAY_LEASE_SECONDS", 120, minimum=1)
+    dedup_seconds: int = setting("RECPLAY_DEDUP_SECONDS", 1800, minimum=0)
+    max_attempts: int = setting("RECPLAY_MAX_ATTEMPTS", 5, minimum=1)
     # Seconds a slot handed to a parked job stays reserved before its task claims it; if the hand-off message
     # is lost, the reservation expires and the sweeper hands the slot on.
-    reservation_seconds: int = 30
+    reservation_seconds: int = setting("RECPLAY_RESERVATION_SECONDS", 30, minimum=1)
     # A job still `queued` this long after its message was sent (and not parked) is dispatched again.
-    queued_deadline_seconds: int = 300
+    queued_deadline_seconds: int = setting("RECPLAY_QUEUED_DEADLINE_SECONDS", 300, minimum=1)
     # How often beat runs the sweeper (tasks.sweep).
-    sweep_seconds: float = 5.0
+    sweep_seconds: float = setting("RECPLAY_SWEEP_SECONDS", 5.0, minimum=0.1)
     # First retry delay; doubles each attempt, capped by retry_backoff_max.
-    retry_backoff_seconds: float = 2.0
-    retry_backoff_max_seconds: float = 300.0
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    max_media_bytes: int = 512 * 1024 * 1024
-    stream_token_seconds: int = 3600
+    retry_backoff_seconds: float = setting("RECPLAY_RETRY_BACKOFF_SECONDS", 2.0, minimum=0)
+    retry_backoff_max_seconds: float = setting("RECPLAY_RETRY_BACKOFF_MAX_SECONDS", 300.0, minimum=0)
+    connect_timeout: float = setting("RECPLAY_CONNECT_TIMEOUT", 10.0, minimum=0.1)
+    read_timeout: float = setting("RECPLAY_READ_TIMEOUT", 60.0, minimum=0.1)
+    max_media_bytes: int = setting("RECPLAY_MAX_MEDIA_BYTES", 512 * 1024 * 1024, minimum=1)
+    stream_token_seconds: int = setting("RECPLAY_STREAM_TOKEN_SECONDS", 3600, minimum=10)
     # A worker writes its heartbeat this often; one that misses MISSED_HEARTBEATS of them counts as gone.
-    worker_heartbeat_seconds: float = 5.0
+    worker_heartbeat_seconds: float = setting("RECPLAY_WORKER_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
     # Log lines as "text" (key=value job fields appended) or "json" (one object a line).
-    log_format: str = "text"
-    log_level: str = "INFO"
-    twilio_account_sid: str | None = None
-    twilio_api_key: str | None = None
-    twilio_api_secret: str | None = None
-    twilio_auth_token: str | None = None
+    log_format: str = setting("RECPLAY_LOG_FORMAT", "text", parse=_one_of("text", "json"))
+    log_level: str = setting("RECPLAY_LOG_LEVEL", "INFO", parse=_one_of("DEBUG", "INFO", "WARNING", "ERROR"))
+    twilio_account_sid: str | None = setting("TWILIO_ACCOUNT_SID", None, keep_spaces=True)
+    twilio_api_key: str | None = setting("TWILIO_API_KEY", None, keep_spaces=True)
+    twilio_api_secret: str | None = setting("TWILIO_API_SECRET", None, keep_spaces=True)
+    twilio_auth_token: str | None = setting("TWILIO_AUTH_TOKEN", None, keep_spaces=True)
+    # --- The worker's Celery settings (celeryconfig.py reads them) ---
+    # Redis redelivers an unacked message after this long: keep it above the longest download.
+    visibility_timeout: int = setting("RECPLAY_VISIBILITY_TIMEOUT", 7200, minimum=1)
+    worker_pool: str = setting("RECPLAY_WORKER_POOL", "threads")
+    worker_concurrency: int = setting("RECPLAY_WORKER_CONCURRENCY", 16, minimum=1)
     # --- Deployment: database, Twilio, nginx, abuse limits, shared storage (docs/deploy.md) ---
-    # Bring the catalog's schema to the code's revision when a process opens it. Default: on for SQLite (one
+    # Bring the catalog's schema to the code's revision when a process opens it. Unset: on for SQLite (one
     # host, nothing else to run), off for PostgreSQL, where `alembic upgrade head` is a deploy step.
-    db_auto_migrate: bool = True
-    db_pool_size: int = 5
-    db_max_overflow: int = 10
+    db_auto_migrate: bool = setting("RECPLAY_DB_AUTO_MIGRATE", None)
+    db_pool_size: int = setting("RECPLAY_DB_POOL_SIZE", 5, minimum=1)
+    db_max_overflow: int = setting("RECPLAY_DB_MAX_OVERFLOW", 10, minimum=0)
     # Twilio's REST API (a stand-in in tests), the media format asked for, and how long a 404 right after a
     # call is retried (the recording may not be processed yet).
-    twilio_api_base: str = "https://api.twilio.com"
-    twilio_format: str = "mp3"
-    twilio_not_ready_seconds: float = 120.0
+    twilio_api_base: str = setting("RECPLAY_TWILIO_API_BASE", "https://api.twilio.com", parse=_no_trailing_slash)
+    twilio_format: str = setting("RECPLAY_TWILIO_FORMAT", "mp3", parse=_one_of("mp3", "wav"))
+    twilio_not_ready_seconds: float = setting("RECPLAY_TWILIO_NOT_READY_SECONDS", 120.0, minimum=0)
     # Answer the stream endpoint with X-Accel-Redirect to this internal location prefix; nginx sends the file.
-    accel_redirect: str | None = None
+    accel_redirect: str | None = setting("RECPLAY_ACCEL_REDIRECT", None, parse=_accel_prefix)
     # Trust X-Forwarded-Proto/Host/Port/Prefix from this many proxies in front (0: trust nothing).
-    trust_proxy: int = 0
+    trust_proxy: int = setting("RECPLAY_TRUST_PROXY", 0, parse=_trust_proxy)
     # Fetch a recording as soon as Twilio's status callback says it is completed.
-    prefetch: bool = False
+    prefetch: bool = setting("RECPLAY_PREFETCH", False)
     # Per-business request limits (flask-limiter syntax); the stream endpoint has its own, higher one because
-    # players issue many Range requests. Empty: no limit.
-    rate_limit: str = "600/minute"
-    stream_rate_limit: str = "3000/minute"
-    rate_limit_storage_url: str | None = None
+    # players issue many Range requests. Set and empty: no limit.
+    rate_limit: str = setting("RECPLAY_RATE_LIMIT", "600/minute")
+    stream_rate_limit: str = setting("RECPLAY_STREAM_RATE_LIMIT", "3000/minute")
+    rate_limit_storage_url: str | None = setting("RECPLAY_RATE_LIMIT_STORAGE_URL", None)
     # Media storage: "local" (RECPLAY_DATA_DIR/media) or "s3" (an S3-compatible bucket shared by all hosts).
-    storage: str = "local"
-    s3_bucket: str | None = None
-    s3_endpoint_url: str | None = None
-    s3_region: str | None = None
-    s3_prefix: str = ""
+    storage: str = setting("RECPLAY_STORAGE", "local", parse=_one_of("local", "s3"))
+    s3_bucket: str | None = setting("RECPLAY_S3_BUCKET", None)
+    s3_endpoint_url: str | None = setting("RECPLAY_S3_ENDPOINT_URL", None)
+    s3_region: str | None = setting("RECPLAY_S3_REGION", None)
+    s3_prefix: str = setting("RECPLAY_S3_PREFIX", "", parse=_no_outer_slashes)
     # S3 streaming: "redirect" (302 to a presigned URL) or "proxy" (the API streams the object with Range).
-    s3_stream: str = "redirect"
-    s3_presign_seconds: int = 300
+    s3_stream: str = setting("RECPLAY_S3_STREAM", "redirect", parse=_one_of("redirect", "proxy"))
+    s3_presign_seconds: int = setting("RECPLAY_S3_PRESIGN_SECONDS", 300, minimum=10)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -148,82 +215,34 @@ class Settings:
         raise ConfigError("RECPLAY_SECRET_KEY is not set (set RECPLAY_DEV=1 for a development key)")
 
 
-def _trust_proxy(raw: str) -> int:
-    """RECPLAY_TRUST_PROXY: empty/0/false trusts no forwarding header; 1/true one proxy; N that many."""
-    raw = raw.strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
-        return 0
-    if raw in ("true", "yes", "on"):
-        return 1
-    if raw.isdigit():
-        return int(raw)
-    raise ConfigError(f"RECPLAY_TRUST_PROXY must be 0, 1 or a number of proxies, got {raw!r}")
+#: Settings whose variable, set to the empty string, means "empty" rather than "the default".
+_EMPTY_MEANS_EMPTY = frozenset({"RECPLAY_RATE_LIMIT", "RECPLAY_STREAM_RATE_LIMIT"})
 
 
-def _accel_prefix(raw: str) -> str | None:
-    raw = raw.strip()
-    if not raw:
-        return None
-    if not raw.startswith("/"):
-        raise ConfigError(f"RECPLAY_ACCEL_REDIRECT must be a location path starting with '/', got {raw!r}")
-    return raw.rstrip("/") + "/"
+def _from_environment(spec: Field[Any]) -> Any:
+    env = spec.metadata["env"]
+    given = os.environ.get(env)
+    if given is None:
+        return spec.default
+    text = given if spec.metadata["keep_spaces"] else given.strip()
+    if not text:
+        return "" if env in _EMPTY_MEANS_EMPTY else spec.default
+    parse = spec.metadata["parse"] or _BY_TYPE[str(spec.type)]
+    return parse(env, text, spec.metadata["minimum"])
 
 
 def load_settings() -> Settings:
-    """Read the settings from the environment (no caching)."""
-    data_dir = Path(os.environ.get("RECPLAY_DATA_DIR", "./var")).expanduser()
-    database_url = os.environ.get("DATABASE_URL", "").strip() or f"sqlite:///{(data_dir / 'recplay.db').absolute()}"
-    return Settings(
-        redis_url=os.environ.get("REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
-        data_dir=data_dir,
-        database_url=database_url,
-        secret_key=os.environ.get("RECPLAY_SECRET_KEY") or None,
-        dev=_flag("RECPLAY_DEV"),
-        admin_token=os.environ.get("RECPLAY_ADMIN_TOKEN") or None,
-        media_hosts=_hosts(os.environ.get("RECPLAY_MEDIA_HOSTS", "api.twilio.com")),
-        max_concurrent=_int("RECPLAY_MAX_CONCURRENT", 5, minimum=1),
-        lease_seconds=_int("RECPLAY_LEASE_SECONDS", 120, minimum=1),
-        dedup_seconds=_int("RECPLAY_DEDUP_SECONDS", 1800),
-        max_attempts=_int("RECPLAY_MAX_ATTEMPTS", 5, minimum=1),
-        reservation_seconds=_int("RECPLAY_RESERVATION_SECONDS", 30, minimum=1),
-        queued_deadline_seconds=_int("RECPLAY_QUEUED_DEADLINE_SECONDS", 300, minimum=1),
-        sweep_seconds=_float("RECPLAY_SWEEP_SECONDS", 5.0, minimum=0.1),
-        retry_backoff_seconds=_float("RECPLAY_RETRY_BACKOFF_SECONDS", 2.0),
-        retry_backoff_max_seconds=_float("RECPLAY_RETRY_BACKOFF_MAX_SECONDS", 300.0),
-        connect_timeout=_float("RECPLAY_CONNECT_TIMEOUT", 10.0, minimum=0.1),
-        read_timeout=_float("RECPLAY_READ_TIMEOUT", 60.0, minimum=0.1),
-        max_media_bytes=_int("RECPLAY_MAX_MEDIA_BYTES", 512 * 1024 * 1024, minimum=1),
-        stream_token_seconds=_int("RECPLAY_STREAM_TOKEN_SECONDS", 3600, minimum=10),
-        worker_heartbeat_seconds=_float("RECPLAY_WORKER_HEARTBEAT_SECONDS", 5.0, minimum=0.1),
-        log_format=_choice("RECPLAY_LOG_FORMAT", "text", ("text", "json")),
-        log_level=_choice("RECPLAY_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
-        twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID") or None,
-        twilio_api_key=os.environ.get("TWILIO_API_KEY") or None,
-        twilio_api_secret=os.environ.get("TWILIO_API_SECRET") or None,
-        twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN") or None,
-        db_auto_migrate=(
-            _flag("RECPLAY_DB_AUTO_MIGRATE") if os.environ.get("RECPLAY_DB_AUTO_MIGRATE", "").strip()
-            else database_url.startswith("sqlite")
-        ),
-        db_pool_size=_int("RECPLAY_DB_POOL_SIZE", 5, minimum=1),
-        db_max_overflow=_int("RECPLAY_DB_MAX_OVERFLOW", 10),
-        twilio_api_base=(os.environ.get("RECPLAY_TWILIO_API_BASE", "").strip() or "https://api.twilio.com").rstrip("/"),
-        twilio_format=_choice("RECPLAY_TWILIO_FORMAT", "mp3", ("mp3", "wav")),
-        twilio_not_ready_seconds=_float("RECPLAY_TWILIO_NOT_READY_SECONDS", 120.0),
-        accel_redirect=_accel_prefix(os.environ.get("RECPLAY_ACCEL_REDIRECT", "")),
-        trust_proxy=_trust_proxy(os.environ.get("RECPLAY_TRUST_PROXY", "")),
-        prefetch=_flag("RECPLAY_PREFETCH"),
-        rate_limit=os.environ.get("RECPLAY_RATE_LIMIT", "600/minute").strip(),
-        stream_rate_limit=os.environ.get("RECPLAY_STREAM_RATE_LIMIT", "3000/minute").strip(),
-        rate_limit_storage_url=os.environ.get("RECPLAY_RATE_LIMIT_STORAGE_URL", "").strip() or None,
-        storage=_choice("RECPLAY_STORAGE", "local", ("local", "s3")),
-        s3_bucket=os.environ.get("RECPLAY_S3_BUCKET", "").strip() or None,
-        s3_endpoint_url=os.environ.get("RECPLAY_S3_ENDPOINT_URL", "").strip() or None,
-        s3_region=os.environ.get("RECPLAY_S3_REGION", "").strip() or None,
-        s3_prefix=os.environ.get("RECPLAY_S3_PREFIX", "").strip().strip("/"),
-        s3_stream=_choice("RECPLAY_S3_STREAM", "redirect", ("redirect", "proxy")),
-        s3_presign_seconds=_int("RECPLAY_S3_PRESIGN_SECONDS", 300, minimum=10),
-    )
+    """Read the settings from the environment (no caching).
+
+    Raises:
+        ConfigError: a variable holds a value its setting cannot take.
+    """
+    values = {spec.name: _from_environment(spec) for spec in fields(Settings) if "env" in spec.metadata}
+    if not values["database_url"]:
+        values["database_url"] = f"sqlite:///{(values['data_dir'] / 'recplay.db').absolute()}"
+    if values["db_auto_migrate"] is None:
+        values["db_auto_migrate"] = values["database_url"].startswith("sqlite")
+    return Settings(**values)
 
 
 @lru_cache(maxsize=1)

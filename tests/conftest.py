@@ -148,9 +148,9 @@ def redis_server() -> RedisServer:
 
 
 def _reset_domain() -> None:
-    from tasks.catalog import dispose_engines
-    from tasks.redis_client import reset_redis
+    from tasks.catalog.queries import dispose_engines
     from tasks.settings import reset_settings
+    from tasks.slots.client import reset_redis
 
     reset_settings()
     reset_redis()
@@ -195,7 +195,7 @@ def settings(data_dir: Path) -> Any:
 
 @pytest.fixture
 def rclient(data_dir: Path) -> Any:
-    from tasks.redis_client import get_redis
+    from tasks.slots.client import get_redis
 
     return get_redis()
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import psutil
 
-from tasks import keys
+from tasks.slots import keys
 from tests.conftest import WorkerProcess, wait_for
 
 
@@ -80,8 +80,8 @@ def cont(worker: WorkerProcess) -> None:
 
 def stored(settings: Any, business_id: str, call_sid: str) -> tuple[Any, bytes | None]:
     """The catalog row of a recording and the bytes of its stored file (None when there is none)."""
-    from tasks.catalog import Catalog
-    from tasks.store import MediaStore
+    from tasks.catalog.queries import Catalog
+    from tasks.media.local import MediaStore
 
     rec = Catalog(settings).get(business_id, call_sid)
     store = MediaStore(settings.media_dir)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from tasks.catalog import Catalog
+from tasks.catalog.queries import Catalog
+from tasks.media.local import MediaStore
 from tasks.settings import get_settings
-from tasks.store import MediaStore
 
 
 def make_ready(business_id: str, call_sid: str, data: bytes, content_type: str = "audio/mpeg",

@@ -99,7 +99,7 @@ def pg_session_url(postgres_server: str) -> str:
     """The session's catalog database on PostgreSQL, migrated to head with Alembic."""
     from sqlalchemy import create_engine, pool
 
-    from tasks.schema import upgrade
+    from tasks.catalog.schema import upgrade
 
     url = create_database()
     engine = create_engine(url, poolclass=pool.NullPool)
@@ -120,7 +120,7 @@ def _empty(url: str) -> None:
 @pytest.fixture
 def pg_url(pg_session_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """DATABASE_URL points at the session's PostgreSQL database, emptied for this test."""
-    from tasks.catalog import dispose_engines
+    from tasks.catalog.queries import dispose_engines
     from tasks.settings import reset_settings
 
     _empty(pg_session_url)

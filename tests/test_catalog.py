@@ -8,7 +8,8 @@ from datetime import UTC
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 
-from tasks.catalog import FAILED, NEW, READY, TWILIO, WANTED, Catalog, Recording
+from tasks.catalog.models import FAILED, NEW, READY, TWILIO, WANTED, Recording
+from tasks.catalog.queries import Catalog
 from tasks.settings import get_settings
 from tests.conftest import run_threads
 

@@ -13,8 +13,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, pool, text
 
-from tasks.catalog import Base, Catalog, dispose_engines
-from tasks.schema import SchemaError, head_revision, upgrade
+from tasks.catalog.models import Base
+from tasks.catalog.queries import Catalog, dispose_engines
+from tasks.catalog.schema import SchemaError, head_revision, upgrade
 from tasks.settings import get_settings, reset_settings
 from tests.conftest import ROOT
 
@@ -151,7 +152,7 @@ def test_processes_opening_a_fresh_postgresql_database_together_migrate_it_once(
     # create the schema; the others find it at head. A second create_all would fail on the existing table.
     url = fresh_pg_url()
     env = {**os.environ, "DATABASE_URL": url, "RECPLAY_DB_AUTO_MIGRATE": "1", "PYTHONPATH": str(ROOT)}
-    code = ("from tasks.catalog import Catalog; from tasks.settings import get_settings; "
+    code = ("from tasks.catalog.queries import Catalog; from tasks.settings import get_settings; "
             "Catalog(get_settings()).ping()")
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stderr=subprocess.PIPE,
                               text=True) for _ in range(3)]

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tasks import keys
+from tasks.slots import keys
 from tests.conftest import ROOT, assert_quiescent, run_cli, status_json, wait_for
 from tests.provider import Behaviour, make_wav
 

@@ -16,10 +16,10 @@ import time
 import pytest
 from sqlalchemy.engine import make_url
 
-from tasks import keys
-from tasks.jobs import get_job
-from tasks.semaphore import BusinessSlots
-from tasks.sweeper import sweep
+from tasks.ops.sweeper import sweep
+from tasks.slots import keys
+from tasks.slots.jobs import get_job
+from tasks.slots.semaphore import BusinessSlots
 from tests.conftest import assert_quiescent, wait_for
 from tests.crashkit import (
     assert_stored_whole,

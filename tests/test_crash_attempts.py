@@ -11,14 +11,15 @@ import dataclasses
 import threading
 import time
 
-from tasks import download, keys, signals
-from tasks.catalog import Catalog
-from tasks.download import Attempt, Heartbeat
-from tasks.jobs import get_job
+from tasks.catalog.queries import Catalog
 from tasks.metrics import read_counters
+from tasks.ops.sweeper import sweep
 from tasks.recordings import Recordings
-from tasks.semaphore import Acquired, BusinessSlots, Parked
-from tasks.sweeper import sweep
+from tasks.slots import keys
+from tasks.slots.jobs import get_job
+from tasks.slots.semaphore import Acquired, BusinessSlots, Parked
+from tasks.worker import download, held
+from tasks.worker.download import Attempt, Heartbeat
 from tests.conftest import wait_for
 from tests.crashkit import assert_stored_whole, holder_of, media_files, queued_task_ids, stored, wait_holder
 from tests.provider import Behaviour, make_wav
@@ -169,17 +170,17 @@ def test_a_slot_a_task_left_behind_is_given_up_its_job_requeued_and_the_slot_pas
     assert isinstance(got, Acquired)
     assert isinstance(slots.acquire("CP0", ask(rclient, settings, "CP0", "http://127.0.0.1:9/biz1/p.wav"), "w1"),
                       Parked)
-    signals.hold(task_a, BIZ, "CA0", got.fence)
+    held.hold(task_a, BIZ, "CA0", got.fence)
 
-    assert signals.give_up(task_a, "test") is True
+    assert held.give_up(task_a, "test") is True
 
     job = get_job(rclient, BIZ, "CA0")
     assert (job.status, job.attempts) == ("queued", 1)
     assert queued_task_ids(rclient, "CA0")[-1] == job.task_id
     handed = holder_of(rclient, BIZ, "CP0")
     assert handed.worker == "" and queued_task_ids(rclient, "CP0")[-1] == handed.task_id
-    assert signals.held() == {}
-    assert signals.give_up(task_a, "again") is False
+    assert held.held() == {}
+    assert held.give_up(task_a, "again") is False
 
 
 def test_a_slot_held_by_a_pool_child_is_found_by_its_task_id_and_given_up(rclient, settings):
@@ -187,8 +188,8 @@ def test_a_slot_held_by_a_pool_child_is_found_by_its_task_id_and_given_up(rclien
     task_id = ask(rclient, settings, "CA0", "http://127.0.0.1:9/biz1/0.wav")
     assert isinstance(slots.acquire("CA0", task_id, "w1@host"), Acquired)
 
-    assert signals.give_up_task("some-other-task", BIZ, "CA0", "test") is False
-    assert signals.give_up_task(task_id, BIZ, "CA0", "test") is True
+    assert held.give_up_task("some-other-task", BIZ, "CA0", "test") is False
+    assert held.give_up_task(task_id, BIZ, "CA0", "test") is True
 
     assert get_job(rclient, BIZ, "CA0").status == "queued"
     assert slots.active() == 0
@@ -200,9 +201,9 @@ def test_a_late_give_up_never_touches_a_job_that_moved_on(rclient, settings):
     assert isinstance(old, Acquired)
     new = slots.acquire("CA0", reclaim(rclient, settings, "CA0"), "w2")
     assert isinstance(new, Acquired)
-    signals.hold("old-task", BIZ, "CA0", old.fence)
+    held.hold("old-task", BIZ, "CA0", old.fence)
 
-    signals.give_up("old-task", "a late signal")
+    held.give_up("old-task", "a late signal")
 
     job = get_job(rclient, BIZ, "CA0")
     assert (job.status, job.fence) == ("processing", str(new.fence))

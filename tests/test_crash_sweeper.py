@@ -7,12 +7,14 @@ from collections import Counter
 
 import pytest
 
-from tasks import keys, sweeper
-from tasks.catalog import Catalog
-from tasks.jobs import finish_job, get_job
+from tasks.catalog.queries import Catalog
+from tasks.ops import sweeper
+from tasks.ops.sweeper import sweep
 from tasks.recordings import Recordings
-from tasks.semaphore import Acquired, BusinessSlots, Parked, Stale
-from tasks.sweeper import sweep, sweep_task
+from tasks.slots import keys
+from tasks.slots.jobs import finish_job, get_job
+from tasks.slots.semaphore import Acquired, BusinessSlots, Parked, Stale
+from tasks.worker.tasks import sweep_task
 from tests.conftest import run_threads
 from tests.crashkit import holder_of, queued_messages, queued_task_ids
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.jobs import get_job
+from tasks.slots.jobs import get_job
 from tests.conftest import assert_quiescent, wait_for
 from tests.crashkit import assert_stored_whole, media_files, stored
 from tests.provider import Behaviour, make_wav

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import keys
+from tasks.slots import keys
 from tests.conftest import token_for
 
 

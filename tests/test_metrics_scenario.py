@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tasks import keys
+from tasks.slots import keys
 from tests.conftest import assert_quiescent, run_cli, wait_for
 from tests.provider import Behaviour, make_wav
 

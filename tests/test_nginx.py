@@ -25,9 +25,9 @@ import requests
 from werkzeug.serving import make_server
 
 from tasks.access import mint_stream_token
-from tasks.catalog import Catalog
+from tasks.catalog.queries import Catalog
+from tasks.media.local import MediaStore
 from tasks.settings import get_settings
-from tasks.store import MediaStore
 from tests.conftest import ROOT, free_port, token_for, wait_for
 from tests.provider import make_wav
 from tests.twilio_standin import AUTH_TOKEN, sign, status_callback_form

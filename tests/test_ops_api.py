@@ -35,8 +35,8 @@ def test_readyz_names_each_check(app):
 
 
 def test_readyz_is_503_naming_redis_when_redis_is_down(app, monkeypatch):
-    from tasks.redis_client import reset_redis
     from tasks.settings import reset_settings
+    from tasks.slots.client import reset_redis
 
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     reset_settings()

@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tasks import keys
+from tasks.slots import keys
 from tests.conftest import WorkerProcess, assert_quiescent, run_cli, status_json, wait_for
 from tests.provider import Behaviour, make_wav
 
@@ -175,9 +175,9 @@ def test_purge_stuck_frees_slots_of_a_worker_restarted_under_the_same_name(api_f
 
 def test_purge_stuck_sends_again_a_job_whose_message_was_lost(api_for, provider, procs, rclient, monkeypatch):
     # Given a recording stuck `queued`: its job was created but its message never reached the broker.
-    from tasks.catalog import Catalog
-    from tasks.jobs import request_job
+    from tasks.catalog.queries import Catalog
     from tasks.settings import get_settings, reset_settings
+    from tasks.slots.jobs import request_job
 
     monkeypatch.setenv("RECPLAY_QUEUED_DEADLINE_SECONDS", "1")
     reset_settings()

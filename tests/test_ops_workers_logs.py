@@ -8,7 +8,7 @@ import signal
 
 from tasks import app as celery_app
 from tasks.logs import JobFieldsFilter, TextFormatter, job_context
-from tasks.workers import check_workers, heartbeat_ages
+from tasks.ops.workers import check_workers, heartbeat_ages
 from tests.conftest import run_cli, wait_for
 from tests.provider import Behaviour, make_wav
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tasks.semaphore import BusinessSlots
+from tasks.slots.semaphore import BusinessSlots
 from tests.conftest import assert_quiescent, run_threads, wait_for
 from tests.provider import make_wav
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.catalog import Catalog
+from tasks.catalog.queries import Catalog
 from tasks.settings import get_settings, reset_settings
 from tests.conftest import Api, free_port, run_threads, token_for, wait_for
 from tests.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, sign, status_callback_form

@@ -13,8 +13,8 @@ import threading
 import pytest
 import redis
 
-from tasks.jobs import finish_job, get_job, request_job
-from tasks.semaphore import Acquired, BusinessSlots
+from tasks.slots.jobs import finish_job, get_job, request_job
+from tasks.slots.semaphore import Acquired, BusinessSlots
 from tests.conftest import assert_quiescent, wait_for
 from tests.crashkit import assert_stored_whole, queued_task_ids
 from tests.media import make_ready

@@ -4,12 +4,12 @@ a newer one without losing the job (the sweeper dispatches it again, in the work
 from __future__ import annotations
 
 from tasks import app
-from tasks.catalog import Catalog
+from tasks.catalog.queries import Catalog
 from tasks.dispatch import DOWNLOAD_TASK, MESSAGE_VERSION
-from tasks.jobs import request_job
-from tasks.redis_client import get_redis
+from tasks.ops.sweeper import sweep
 from tasks.settings import get_settings, reset_settings
-from tasks.sweeper import sweep
+from tasks.slots.client import get_redis
+from tasks.slots.jobs import request_job
 from tests.conftest import assert_quiescent, wait_for
 from tests.provider import make_wav
 

@@ -16,7 +16,7 @@ import boto3
 import pytest
 import requests
 
-from tasks.catalog import Catalog
+from tasks.catalog.queries import Catalog
 from tasks.settings import get_settings, reset_settings
 from tests.conftest import Api, assert_quiescent, free_port
 from tests.provider import make_wav
@@ -39,7 +39,7 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3(data_dir: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Any, Any]]:
     """An empty bucket and the environment pointing at it; returns (boto3 client, api_for) for the mode."""
-    from tasks.s3store import reset_clients
+    from tasks.media.s3 import reset_clients
 
     bucket = f"recplay-{uuid.uuid4().hex[:12]}"
     env = {"RECPLAY_STORAGE": "s3", "RECPLAY_S3_BUCKET": bucket, "RECPLAY_S3_ENDPOINT_URL": moto_endpoint,

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from tasks import keys
-from tasks.jobs import finish_job, get_job, request_job
-from tasks.semaphore import Acquired, BusinessSlots, Parked, Stale
+from tasks.slots import keys
+from tasks.slots.jobs import finish_job, get_job, request_job
+from tasks.slots.semaphore import Acquired, BusinessSlots, Parked, Stale
 
 BIZ = "biz1"
 
@@ -112,7 +112,7 @@ def test_a_stale_fence_cannot_mark_a_job_ready(slots, rclient, settings):
 
 
 def test_a_reclaimed_and_requeued_attempt_cannot_mark_the_job_ready(slots, rclient, settings):
-    from tasks.sweeper import sweep
+    from tasks.ops.sweeper import sweep
 
     old, _ = take(slots, rclient, settings, "CA1")
     expire(rclient, "CA1")
@@ -175,7 +175,7 @@ def test_a_raised_limit_hands_out_slots_to_parked_jobs_at_once(slots, rclient, s
 
 
 def test_a_deleted_parked_job_is_skipped_by_the_hand_off(slots, rclient, settings):
-    from tasks.jobs import delete_job
+    from tasks.slots.jobs import delete_job
 
     held = [take(slots, rclient, settings, f"CA{i}")[0] for i in range(5)]
     take(slots, rclient, settings, "CP0")

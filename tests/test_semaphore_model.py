@@ -26,10 +26,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tasks import keys
-from tasks.jobs import finish_job, request_job
-from tasks.semaphore import Acquired, BusinessSlots, Parked, Stale
-from tasks.sweeper import SweepReport, sweep_business
+from tasks.ops.sweeper import SweepReport, sweep_business
+from tasks.slots import keys
+from tasks.slots.jobs import finish_job, request_job
+from tasks.slots.semaphore import Acquired, BusinessSlots, Parked, Stale
 
 BIZ = "model"
 CALL_SIDS = [f"J{i}" for i in range(4)]

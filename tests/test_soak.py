@@ -21,9 +21,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tasks import keys
-from tasks.catalog import Recording, get_engine
+from tasks.catalog.models import Recording
+from tasks.catalog.queries import get_engine
 from tasks.metrics import read_counters
+from tasks.slots import keys
 from tests.conftest import assert_quiescent, wait_for
 from tests.crashkit import assert_stored_whole
 from tests.provider import Behaviour, make_wav

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tasks.catalog import Catalog
-from tasks.providers import credentials_for, is_twilio_url
+from tasks.catalog.queries import Catalog
+from tasks.media.http import credentials_for, is_twilio_url
+from tasks.media.twilio import with_format
 from tasks.settings import get_settings, load_settings, reset_settings
-from tasks.twilio import with_format
 from tests.conftest import Api, assert_quiescent
 from tests.provider import make_wav
 from tests.twilio_standin import (

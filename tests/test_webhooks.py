@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tasks.catalog import Catalog
+from tasks.catalog.queries import Catalog
 from tasks.settings import get_settings, reset_settings
 from tests.conftest import Api, assert_quiescent, run_threads
 from tests.twilio_standin import (

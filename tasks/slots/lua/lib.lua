@@ -1,4 +1,4 @@
--- lib.lua: helpers prepended to every semaphore script (tasks/semaphore.py joins them).
+-- lib.lua: helpers prepended to every semaphore script (tasks/slots/scripts.py joins them).
 -- Every script that uses these takes the same KEYS, all tagged with {business_id}:
 --   KEYS[1] holders      ZSET  call_sid -> lease expiry (ms, Redis TIME)
 --   KEYS[2] holder-info  HASH  call_sid -> "fence|task_id|worker" ("" worker = a reservation)

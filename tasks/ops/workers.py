@@ -1,7 +1,8 @@
 """Worker liveness: heartbeats each worker writes to Redis, and Celery pings.
 
 A worker process writes ``keys.WORKERS[name] = Redis TIME (ms)`` every ``RECPLAY_WORKER_HEARTBEAT_SECONDS``
-from a small thread started on the ``worker_ready`` signal, and removes its entry on a clean shutdown.
+from a :class:`HeartbeatWriter` thread (started on ``worker_ready`` by :mod:`tasks.worker.hooks`), and removes
+its entry on a clean shutdown.
 A worker is *gone* when it has missed :data:`MISSED_HEARTBEATS` heartbeats or does not answer a ping; a worker
 that answers but no longer runs a task it holds a slot for (it restarted under the same name) orphaned it.
 ``recplay status`` and ``recplay purge-stuck`` ask here.
@@ -9,17 +10,16 @@ that answers but no longer runs a task it holds a slot for (it restarted under t
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import redis
-from celery import Celery, signals
+from celery import Celery
 
-from tasks import keys
+from tasks.slots import keys
+from tasks.slots.client import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +29,8 @@ MISSED_HEARTBEATS = 3
 FORGET_AFTER_SECONDS = 24 * 3600
 
 
-def _now_ms(client: redis.Redis) -> int:
-    seconds, micros = client.time()
-    return int(seconds) * 1000 + int(micros) // 1000
-
-
 def record_heartbeat(client: redis.Redis, worker: str) -> None:
-    client.hset(keys.WORKERS, worker, _now_ms(client))
+    client.hset(keys.WORKERS, worker, now_ms(client))
 
 
 def forget_worker(client: redis.Redis, worker: str) -> None:
@@ -44,7 +39,7 @@ def forget_worker(client: redis.Redis, worker: str) -> None:
 
 def heartbeat_ages(client: redis.Redis) -> dict[str, float]:
     """Seconds since each known worker's last heartbeat (by the Redis clock)."""
-    now = _now_ms(client)
+    now = now_ms(client)
     beats: dict[str, str] = client.hgetall(keys.WORKERS)  # type: ignore[assignment]
     return {name: round((now - int(ms)) / 1000, 3) for name, ms in beats.items()}
 
@@ -87,38 +82,6 @@ class HeartbeatWriter:
                 failing = True
             if self._stop.wait(self.interval):
                 return
-
-
-_writer: HeartbeatWriter | None = None
-
-
-@signals.worker_ready.connect
-def _start_heartbeat(sender: Any = None, **_: Any) -> None:
-    global _writer
-    from tasks.redis_client import get_redis
-    from tasks.settings import get_settings
-
-    worker = str(getattr(sender, "hostname", "") or "")
-    if not worker or _writer is not None:
-        return
-    client = get_redis()
-    with contextlib.suppress(redis.RedisError):
-        forget_silent_workers(client)
-    _writer = HeartbeatWriter(client, worker, get_settings().worker_heartbeat_seconds).start()
-    log.info("heartbeat started worker=%s every %ss", worker, _writer.interval)
-
-
-@signals.worker_shutdown.connect
-def _stop_heartbeat(**_: Any) -> None:
-    global _writer
-    writer, _writer = _writer, None
-    if writer is None:
-        return
-    writer.stop()
-    try:
-        forget_worker(writer.client, writer.worker)
-    except redis.RedisError:
-        log.warning("could not remove the heartbeat of worker=%s", writer.worker)
 
 
 def ping(app: Celery, workers: Iterable[str], timeout: float) -> set[str]:

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import redis
 
-from tasks import keys
-from tasks.scripts import script
 from tasks.settings import Settings
+from tasks.slots import keys
+from tasks.slots.client import now_ms
+from tasks.slots.scripts import script
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,18 @@ class Holder:
 Acquisition = Acquired | Parked | Stale
 #: Called with the (call_sid, task_id) pairs a release handed a slot to; sends their messages.
 HandOff = Callable[[str, list[tuple[str, str]]], None]
+
+
+def format_holder_info(fence: int | str, task_id: str, worker: str) -> str:
+    """The holder-info value of a slot: ``fence|task_id|worker``, worker "" for a reservation (lua/lib.lua
+    parses the same format)."""
+    return f"{fence}|{task_id}|{worker}"
+
+
+def parse_holder_info(raw: str | None) -> tuple[str, str, str]:
+    """(fence, task_id, worker) of a holder-info value; three empty strings for a missing one."""
+    fence, task_id, worker = (raw or "||").split("|", 2)
+    return fence, task_id, worker
 
 
 def new_task_prefix() -> str:
@@ -135,27 +148,23 @@ class BusinessSlots:
 
     def active(self) -> int:
         """Slots held right now (expired leases do not count)."""
-        now_ms = self._now_ms()
-        return int(self.client.zcount(keys.holders(self.business_id), f"({now_ms}", "+inf"))
+        now = now_ms(self.client)
+        return int(self.client.zcount(keys.holders(self.business_id), f"({now}", "+inf"))
 
     def parked(self) -> list[str]:
         return [str(c) for c in self.client.lrange(keys.parked(self.business_id), 0, -1)]
 
     def holders(self) -> list[Holder]:
-        now_ms = self._now_ms()
+        now = now_ms(self.client)
         pipe = self.client.pipeline(transaction=False)
-        pipe.zrangebyscore(keys.holders(self.business_id), f"({now_ms}", "+inf", withscores=True)
+        pipe.zrangebyscore(keys.holders(self.business_id), f"({now}", "+inf", withscores=True)
         pipe.hgetall(keys.holder_info(self.business_id))
         members, info = pipe.execute()
         found = []
         for call_sid, expiry in members:
-            fence, task_id, worker = (info.get(call_sid) or "||").split("|", 2)
-            found.append(Holder(call_sid, fence, task_id, worker, round((expiry - now_ms) / 1000, 3)))
+            fence, task_id, worker = parse_holder_info(info.get(call_sid))
+            found.append(Holder(call_sid, fence, task_id, worker, round((expiry - now) / 1000, 3)))
         return found
-
-    def _now_ms(self) -> int:
-        seconds, micros = self.client.time()
-        return int(seconds) * 1000 + int(micros) // 1000
 
 
 @contextmanager

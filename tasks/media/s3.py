@@ -25,8 +25,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tasks.errors import ConfigError
+from tasks.media.local import EXTENSIONS, PartialFile, Written
 from tasks.settings import Settings
-from tasks.store import EXTENSIONS, PartialFile, Written
 
 _clients: dict[tuple[str | None, str | None], Any] = {}
 _clients_lock = threading.Lock()
@@ -64,14 +65,12 @@ class ObjectInfo:
 
 
 class S3Store:
-    """Same contract as :class:`tasks.store.MediaStore`, over a bucket."""
+    """The :class:`tasks.media.store.Store` protocol over a bucket."""
 
     kind = "s3"
 
     def __init__(self, settings: Settings) -> None:
         if not settings.s3_bucket:
-            from tasks.errors import ConfigError
-
             raise ConfigError("RECPLAY_STORAGE=s3 needs RECPLAY_S3_BUCKET")
         self.settings = settings
         self.bucket = settings.s3_bucket
@@ -110,9 +109,21 @@ class S3Store:
             raise
         return ObjectInfo(int(head["ContentLength"]), str(head.get("ContentType", "")))
 
+    def verify(self, rel: str) -> bool:
+        return self.stat(rel) is not None
+
     def delete(self, rel: str | None) -> None:
         if rel:
             self.client.delete_object(Bucket=self.bucket, Key=rel)
+
+    def redirect_url(self, rel: str, content_type: str, disposition: str | None) -> str | None:
+        """A presigned URL (the bucket answers Range itself), unless RECPLAY_S3_STREAM=proxy."""
+        if self.settings.s3_stream != "redirect":
+            return None
+        return self.presigned_url(rel, content_type, disposition)
+
+    def accel_path(self, rel: str) -> str | None:
+        return None
 
     def presigned_url(self, rel: str, content_type: str, disposition: str | None) -> str:
         params: dict[str, str] = {"Bucket": self.bucket, "Key": rel, "ResponseContentType": content_type,
@@ -122,7 +133,7 @@ class S3Store:
         return str(self.client.generate_presigned_url("get_object", Params=params,
                                                       ExpiresIn=self.settings.s3_presign_seconds))
 
-    def reader(self, rel: str, parts: list[tuple[int, int]]) -> RangeReader:
+    def open_ranges(self, rel: str, parts: list[tuple[int, int]]) -> RangeReader:
         return RangeReader(self.client, self.bucket, rel, parts)
 
     def is_writable(self) -> bool:

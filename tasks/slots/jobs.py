@@ -12,9 +12,9 @@ from typing import Literal
 
 import redis
 
-from tasks import keys
-from tasks.scripts import script
 from tasks.settings import Settings
+from tasks.slots import keys
+from tasks.slots.scripts import script
 
 RequestMode = Literal["fetch", "stream", "force"]
 Outcome = Literal["ready", "failed", "retry", "cancel"]

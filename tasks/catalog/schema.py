@@ -33,12 +33,13 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from alembic import command
+from tasks.catalog.models import Base
 from tasks.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 #: The migrations live at the project root, beside alembic.ini.
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "alembic"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "alembic"
 #: The revision whose schema a database created before migrations has.
 BASELINE_REVISION = "0001"
 #: Key of the PostgreSQL advisory lock held while the schema changes (a constant bigint: "recplay" in ASCII).
@@ -117,8 +118,6 @@ def ensure_schema(engine: Engine, *, auto_migrate: bool) -> None:
     Raises:
         SchemaError: the schema is missing or behind and ``auto_migrate`` is off.
     """
-    from tasks.catalog import Base
-
     head = head_revision()
     with engine.connect() as conn:
         if current_revision(conn) == head:

@@ -1,116 +1,25 @@
 """The recordings catalog: the durable facts (ownership, media URL, and for ready recordings their file).
 
 SQLAlchemy 2; SQLite by default, PostgreSQL (psycopg 3) through ``DATABASE_URL``. The schema is versioned
-with Alembic (``alembic/``); :mod:`tasks.schema` brings a database to the code's revision when a process first
-opens it. If Redis is flushed, what is here stays true: ready recordings stay ready, and recordings someone
-asked for (``wanted``) are requested again.
+with Alembic (``alembic/``); :mod:`tasks.catalog.schema` brings a database to the code's revision when a process
+first opens it. If Redis is flushed, what is here stays true: ready recordings stay ready, and recordings
+someone asked for (``wanted``) are requested again.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    DateTime,
-    Float,
-    Integer,
-    String,
-    UniqueConstraint,
-    create_engine,
-    delete,
-    event,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import create_engine, delete, event, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
+from tasks.catalog.models import FAILED, HTTP, NEW, READY, WANTED, Recording, RecordingRow, utcnow
+from tasks.catalog.schema import ensure_schema
 from tasks.settings import Settings
-
-# Catalog states; the live `queued`/`processing` states of a job are in Redis.
-NEW, WANTED, READY, FAILED = "new", "wanted", "ready", "failed"
-# Where the media comes from: "http" (a registered media_url on the allowlist) or "twilio" (media_url may be
-# unknown until the download resolves it from the CallSid).
-HTTP, TWILIO = "http", "twilio"
-PROVIDERS = (HTTP, TWILIO)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Recording(Base):
-    __tablename__ = "recordings"
-    __table_args__ = (
-        UniqueConstraint("business_id", "call_sid", name="uq_recordings_business_call"),
-        # Ids are never reused (SQLite would reuse the highest after a delete): jobs and downloads in flight
-        # tell a deleted-and-registered-again recording from the old one by its id.
-        {"sqlite_autoincrement": True},
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    business_id: Mapped[str] = mapped_column(String(64), index=True)
-    call_sid: Mapped[str] = mapped_column(String(64))
-    provider: Mapped[str] = mapped_column(String(16), default=HTTP, server_default=HTTP)
-    media_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
-    duration_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
-    state: Mapped[str] = mapped_column(String(16), default=NEW, index=True)
-    error: Mapped[str | None] = mapped_column(String(500), nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    content_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    file_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-
-@dataclass(frozen=True)
-class RecordingRow:
-    """A detached, immutable copy of a catalog row."""
-
-    id: int
-    business_id: str
-    call_sid: str
-    provider: str
-    media_url: str | None
-    duration_seconds: float | None
-    state: str
-    error: str | None
-    attempts: int
-    size_bytes: int | None
-    content_type: str | None
-    sha256: str | None
-    file_path: str | None
-    created_at: datetime
-    ready_at: datetime | None
-
-    @classmethod
-    def of(cls, rec: Recording) -> RecordingRow:
-        return cls(
-            id=rec.id, business_id=rec.business_id, call_sid=rec.call_sid, provider=rec.provider,
-            media_url=rec.media_url, duration_seconds=rec.duration_seconds, state=rec.state, error=rec.error,
-            attempts=rec.attempts, size_bytes=rec.size_bytes, content_type=rec.content_type, sha256=rec.sha256,
-            file_path=rec.file_path, created_at=_utc(rec.created_at),
-            ready_at=_utc(rec.ready_at) if rec.ready_at is not None else None,
-        )
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite returns naive datetimes; every value we store is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -126,9 +35,7 @@ def normalize_database_url(url: str) -> str:
 
 def get_engine(settings: Settings) -> Engine:
     """The engine for ``settings.database_url``, created once per process, its schema checked (and brought up
-    to date when allowed, see :func:`tasks.schema.ensure_schema`)."""
-    from tasks.schema import ensure_schema
-
+    to date when allowed, see :func:`tasks.catalog.schema.ensure_schema`)."""
     url = normalize_database_url(settings.database_url)
     with _engines_lock:
         engine = _engines.get(url)

@@ -1,4 +1,7 @@
-"""The download task: take a slot (or park), fetch, verify, store, mark ready, release and pass the slot on."""
+"""One download attempt: take a slot (or park), fetch, verify, store, mark ready, release and pass the slot on.
+
+The Celery task that runs it is ``tasks.download`` (:mod:`tasks.worker.tasks`).
+"""
 
 from __future__ import annotations
 
@@ -10,20 +13,24 @@ import time
 from dataclasses import dataclass, field
 
 import redis
-from celery import Task
 
-from tasks import app, keys, logs, metrics, signals
-from tasks.catalog import Catalog
-from tasks.dispatch import MESSAGE_VERSION, send_download, send_handed
+from tasks import logs, metrics
+from tasks.catalog.models import READY
+from tasks.catalog.queries import Catalog
+from tasks.dispatch import send_download, send_handed
 from tasks.errors import LeaseLost, ProviderError
-from tasks.jobs import finish_job, new_task_id
-from tasks.providers import Fetcher, fetch_recording, new_session
-from tasks.redis_client import get_redis
-from tasks.semaphore import Acquired, BusinessSlots, Parked, slot
-from tasks.settings import Settings, get_settings
-from tasks.store import media_store
+from tasks.media.http import Fetcher, new_session
+from tasks.media.providers import fetch_recording
+from tasks.media.store import media_store
+from tasks.settings import Settings
+from tasks.slots import keys
+from tasks.slots.client import get_redis
+from tasks.slots.jobs import finish_job, new_task_id
+from tasks.slots.semaphore import Acquired, BusinessSlots, Parked, slot
+from tasks.worker import held
 
-log = logging.getLogger(__name__)
+# The name log queries filter job lines on; kept from before the code moved into tasks/worker/.
+log = logging.getLogger("tasks.download")
 
 _local = threading.local()
 
@@ -84,7 +91,7 @@ class Attempt:
     """One run of the download task for one job.
 
     The lifecycle: acquire a slot (or park, or drop a stale message); while the slot is held it is recorded in
-    :mod:`tasks.signals`, so that Celery's signals give it up if this code never reaches its ``finally``; a
+    :mod:`tasks.worker.held`, so that Celery's signals give it up if this code never reaches its ``finally``; a
     heartbeat renews the lease while the download runs; then one compare-and-set on the fence decides whether
     the result is the job's, before anything is written where readers look. Every exit releases the slot and
     passes it to the next parked job.
@@ -110,7 +117,7 @@ class Attempt:
             if not isinstance(got, Acquired):
                 log.info("dropped stale message %s reason=%s", self.ctx, got.reason)
                 return "stale"
-            with signals.holding(self.task_id, self.business_id, self.call_sid, got.fence):
+            with held.holding(self.task_id, self.business_id, self.call_sid, got.fence):
                 return self._attempt(slots, got)
 
     def _attempt(self, slots: BusinessSlots, got: Acquired) -> str:
@@ -137,7 +144,7 @@ class Attempt:
             log.info("recording gone, job cancelled %s", ctx)
             return "cancelled"
         state.recording_id = rec.id
-        if rec.state == "ready" and store.exists(rec.file_path):
+        if rec.state == READY and store.exists(rec.file_path):
             finish_job(client, settings, self.business_id, self.call_sid, got.fence, "ready")
             log.info("already stored, not downloaded again %s", ctx)
             return "ready"
@@ -226,13 +233,3 @@ class _AttemptState:
 
     def seconds(self) -> float:
         return time.monotonic() - self.started
-
-
-@app.task(name="tasks.download", bind=True, acks_late=True, ignore_result=True)
-def download(self: Task, business_id: str, call_sid: str, v: int = MESSAGE_VERSION) -> str:
-    """Download one recording for (business_id, call_sid); idempotent, safe to deliver twice."""
-    if v not in (MESSAGE_VERSION, MESSAGE_VERSION - 1):
-        log.error("unknown message version %s business_id=%s call_sid=%s", v, business_id, call_sid)
-        return "rejected"
-    worker = f"{self.request.hostname}"
-    return Attempt(business_id, call_sid, str(self.request.id), worker, get_settings()).run()

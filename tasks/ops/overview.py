@@ -6,9 +6,9 @@ from typing import Any
 
 import redis
 
-from tasks import keys
-from tasks.semaphore import BusinessSlots
 from tasks.settings import Settings
+from tasks.slots import keys
+from tasks.slots.semaphore import BusinessSlots
 
 QUEUE = "recplay"
 # kombu's Redis transport keeps one list per priority step; messages without a priority use the plain name.

@@ -1,7 +1,6 @@
-"""The media store: a local directory (the default), or an S3-compatible bucket shared by several hosts
-(``RECPLAY_STORAGE=s3``, :mod:`tasks.s3store`); :func:`media_store` picks the configured one. Files are
-written aside, checked, fsynced, then renamed into place (or uploaded in one PUT), so a reader only ever sees
-a whole file."""
+"""The media store on a local directory (``RECPLAY_DATA_DIR/media``), and the partial file every store writes
+a download into first. A file is written aside, checked, fsynced, then renamed into place, so a reader only
+ever sees a whole file."""
 
 from __future__ import annotations
 
@@ -10,11 +9,8 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypeAlias
-
-if TYPE_CHECKING:
-    from tasks.s3store import S3Store
-    from tasks.settings import Settings
+from typing import BinaryIO
+from urllib.parse import quote
 
 EXTENSIONS = {
     "audio/mpeg": "mp3",
@@ -105,6 +101,22 @@ class MediaStore:
         if rel:
             self.path(rel).unlink(missing_ok=True)
 
+    def verify(self, rel: str) -> bool:
+        """Whether the file is really there (``exists`` already looks at the disk)."""
+        return self.exists(rel)
+
+    def open_ranges(self, rel: str, parts: list[tuple[int, int]]) -> BinaryIO:
+        """The file, for the API to send ``parts`` of it (the caller closes it)."""
+        return open(self.path(rel), "rb")
+
+    def redirect_url(self, rel: str, content_type: str, disposition: str | None) -> str | None:
+        """None: a local file is sent by the API (or nginx), never through a redirect."""
+        return None
+
+    def accel_path(self, rel: str) -> str | None:
+        """The file's path below the store's root, URL-quoted, for nginx's internal location."""
+        return quote(rel)
+
     def is_writable(self) -> bool:
         self.root.mkdir(parents=True, exist_ok=True)
         probe = self.root / f".probe-{uuid.uuid4().hex}"
@@ -114,15 +126,3 @@ class MediaStore:
             return True
         except OSError:
             return False
-
-
-Store: TypeAlias = "MediaStore | S3Store"
-
-
-def media_store(settings: Settings) -> Store:
-    """The configured store: the local media directory, or the S3 bucket."""
-    if settings.storage == "s3":
-        from tasks.s3store import S3Store
-
-        return S3Store(settings)
-    return MediaStore(settings.media_dir)

@@ -1,4 +1,5 @@
-"""Recovery as library code: the beat task and ``recplay purge-stuck`` both call :func:`sweep`.
+"""Recovery as library code: the beat task (``tasks.sweep``, :mod:`tasks.worker.tasks`) and ``recplay
+purge-stuck`` both call :func:`sweep`.
 
 A sweep reclaims expired leases and requeues the jobs that lost their slot (with a new attempt and fence),
 gives jobs whose hand-off message was lost their place back at the head of the parked list, re-dispatches
@@ -20,12 +21,14 @@ from dataclasses import dataclass, field
 
 import redis
 
-from tasks import app, keys, metrics
-from tasks.catalog import Catalog
+from tasks import metrics
+from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_download
-from tasks.jobs import RequestMode, finished_ttl_ms, get_job, request_job
-from tasks.scripts import script
-from tasks.settings import Settings, get_settings
+from tasks.settings import Settings
+from tasks.slots import keys
+from tasks.slots.client import now_ms
+from tasks.slots.jobs import RequestMode, finished_ttl_ms, get_job, request_job
+from tasks.slots.scripts import script
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ def sweep_business(client: redis.Redis, settings: Settings, business_id: str, re
     report.reclaimed += int(result["reclaimed"])
     report.reparked += int(result["reparked"])
     report.requeued += int(result["requeued"])
-    metrics.count(client, "reclaimed_leases", int(result["reclaimed"]))
+    metrics.count(client, metrics.RECLAIMED_LEASES, int(result["reclaimed"]))
     metrics.count(client, "lost_handoffs", int(result["reparked"]))
     metrics.count(client, "requeued_jobs", int(result["requeued"]))
     # cjson encodes an empty table as an object.
@@ -104,8 +107,7 @@ def rerequest_forgotten(client: redis.Redis, settings: Settings, report: SweepRe
     lease has passed since the claim. One whose job failed gets its catalog row set to failed.
     """
     catalog = Catalog(settings)
-    seconds, micros = client.time()
-    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    now = now_ms(client)
     grace_ms = settings.lease_seconds * 1000
     after_id = 0
     while True:
@@ -124,7 +126,7 @@ def rerequest_forgotten(client: redis.Redis, settings: Settings, report: SweepRe
             mode: RequestMode
             if status is None or recording_id != str(rec.id):
                 mode = "fetch"
-            elif status == "ready" and now_ms - int(done_at or 0) > grace_ms and (lease or 0) <= now_ms:
+            elif status == "ready" and now - int(done_at or 0) > grace_ms and (lease or 0) <= now:
                 mode = "force"
             elif status == "failed":
                 catalog.mark_failed(rec.id, error or "failed", int(attempts or 0))
@@ -156,26 +158,3 @@ def sweep(client: redis.Redis, settings: Settings, business_id: str | None = Non
                  report.reclaimed, report.requeued, report.reparked, len(report.dispatched), len(report.failed),
                  len(report.rerequested), len(report.repaired))
     return report
-
-
-@app.task(name="tasks.sweep", ignore_result=True)
-def sweep_task() -> dict[str, object]:
-    """The beat's periodic sweep; skipped when another sweep holds the lock.
-
-    The lock only saves repeated work (sweeps are safe together), so it is short: a worker killed in the middle
-    of a sweep holds up the next ones for two periods at most.
-    """
-    from tasks.redis_client import get_redis
-
-    client = get_redis()
-    settings = get_settings()
-    lock = client.lock(keys.SWEEP_LOCK, timeout=max(2.0, 2 * settings.sweep_seconds), blocking=False)
-    if not lock.acquire():
-        return {"skipped": True}
-    try:
-        return sweep(client, settings).as_dict()
-    finally:
-        try:
-            lock.release()
-        except redis.exceptions.LockError:
-            log.warning("sweep lock expired before the sweep finished")

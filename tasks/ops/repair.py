@@ -5,7 +5,7 @@ Library code; the CLI only calls it. ``purge-stuck`` is a plan, then its applica
 * the plan reads one snapshot of each business (holders, parked list, live jobs) and asks the workers named by
   holders whether they are alive (heartbeat, ping) and still run the task they hold a slot for;
 * applying it releases the slots of gone workers (``lua/evict.lua``, compare-and-delete on the fence) and runs
-  one :func:`tasks.sweeper.sweep`, the beat's own recovery pass, which drops expired leases, requeues the jobs
+  one :func:`tasks.ops.sweeper.sweep`, the beat's own recovery pass, which drops expired leases, requeues the jobs
   that lost their slot, re-sends overdue messages and hands free slots to parked jobs.
 
 A dry run computes the same plan and changes nothing.
@@ -20,17 +20,20 @@ from typing import Any
 import redis
 from celery import Celery
 
-from tasks import keys, metrics
-from tasks.catalog import Catalog, RecordingRow
+from tasks import metrics
+from tasks.catalog.models import RecordingRow
+from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_handed
 from tasks.errors import NotFound
-from tasks.jobs import get_job
+from tasks.ops.sweeper import SweepReport, sweep
+from tasks.ops.workers import WorkerState, check_workers
 from tasks.recordings import Recordings, Status
-from tasks.scripts import script
-from tasks.semaphore import BusinessSlots
 from tasks.settings import Settings
-from tasks.sweeper import SweepReport, sweep
-from tasks.workers import WorkerState, check_workers
+from tasks.slots import keys
+from tasks.slots.client import time_ms
+from tasks.slots.jobs import get_job
+from tasks.slots.scripts import script
+from tasks.slots.semaphore import BusinessSlots, parse_holder_info
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +118,10 @@ def _snapshot(client: redis.Redis, settings: Settings, business_id: str) -> _Sna
     pipe.lrange(keys.parked(business_id), 0, -1)
     pipe.zrange(keys.active_jobs(business_id), 0, -1)
     pipe.get(keys.limit(business_id))
-    (seconds, micros), members, info, parked, active, own_limit = pipe.execute()
+    clock, members, info, parked, active, own_limit = pipe.execute()
     holders = []
     for call_sid, expiry in members:
-        fence, task_id, worker = (info.get(call_sid) or "||").split("|", 2)
+        fence, task_id, worker = parse_holder_info(info.get(call_sid))
         holders.append((call_sid, int(expiry), fence, task_id, worker))
     names = list(dict.fromkeys([*active, *parked]))
     pipe = client.pipeline(transaction=False)
@@ -128,7 +131,7 @@ def _snapshot(client: redis.Redis, settings: Settings, business_id: str) -> _Sna
     for call_sid, values in zip(names, pipe.execute(), strict=True):
         if values[0] is not None:
             jobs[call_sid] = {k: v or "" for k, v in zip(_JOB_FIELDS, values, strict=True)}
-    return _Snapshot(business_id, int(seconds) * 1000 + int(micros) // 1000,
+    return _Snapshot(business_id, time_ms(clock),
                      int(own_limit) if own_limit is not None else settings.max_concurrent,
                      holders, parked, jobs)
 

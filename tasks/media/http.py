@@ -1,4 +1,4 @@
-"""Fetching media from a provider: the allowlist, safe redirects, credentials, and answer checks.
+"""Fetching media over HTTP: the allowlist, safe redirects, credentials, and answer checks.
 
 A download attempt either returns a verified temporary file or raises :class:`ProviderError` saying whether
 trying again can help.
@@ -17,10 +17,9 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from tasks.catalog import TWILIO, Catalog, RecordingRow
 from tasks.errors import LeaseLost, MediaHostNotAllowed, ProviderError
+from tasks.media.local import PartialFile, Written
 from tasks.settings import Settings
-from tasks.store import PartialFile, Written
 
 log = logging.getLogger(__name__)
 
@@ -246,20 +245,3 @@ def new_session() -> requests.Session:
     session = requests.Session()
     session.headers["User-Agent"] = "recplay/0.1"
     return session
-
-
-def fetch_recording(fetcher: Fetcher, catalog: Catalog, rec: RecordingRow, partial: PartialFile,
-                    stop: threading.Event | None = None) -> Written:
-    """Download ``rec``'s media into ``partial``: its media URL, or for a Twilio recording the URL resolved
-    from its CallSid, in the configured format, not-ready answers retried for a while (:mod:`tasks.twilio`).
-
-    Raises:
-        ProviderError, LeaseLost: as :meth:`Fetcher.fetch`.
-    """
-    from tasks import twilio
-
-    if rec.provider == TWILIO or is_twilio_url(rec.media_url, fetcher.settings):
-        return twilio.fetch(fetcher, catalog, rec, partial, stop)
-    if not rec.media_url:
-        raise ProviderError("recording has no media URL", permanent=True)
-    return fetcher.fetch(rec.media_url, partial, stop)

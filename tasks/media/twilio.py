@@ -22,11 +22,12 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
-from tasks.catalog import Catalog, RecordingRow
+from tasks.catalog.models import RecordingRow
+from tasks.catalog.queries import Catalog
 from tasks.errors import ProviderError
-from tasks.providers import Fetcher, check_status, credentials_for
+from tasks.media.http import Fetcher, check_status, credentials_for
+from tasks.media.local import PartialFile, Written
 from tasks.settings import Settings
-from tasks.store import PartialFile, Written
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def fetch(fetcher: Fetcher, catalog: Catalog, rec: RecordingRow, partial: Partia
     """Resolve and download a Twilio recording; "not ready" is transient while the recording is young.
 
     Raises:
-        ProviderError, LeaseLost: as :meth:`tasks.providers.Fetcher.fetch`.
+        ProviderError, LeaseLost: as :meth:`tasks.media.http.Fetcher.fetch`.
     """
     young = _age_seconds(rec) < fetcher.settings.twilio_not_ready_seconds
     try:

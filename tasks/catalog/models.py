@@ -1,0 +1,90 @@
+"""The catalog's data model: the recordings table, its detached row, and the catalog states.
+
+Imported by :mod:`tasks.catalog.schema` (which creates the tables) and :mod:`tasks.catalog.queries` (which
+reads and writes them); it imports neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, DateTime, Float, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Catalog states; the live `queued`/`processing` states of a job are in Redis.
+NEW, WANTED, READY, FAILED = "new", "wanted", "ready", "failed"
+# Where the media comes from: "http" (a registered media_url on the allowlist) or "twilio" (media_url may be
+# unknown until the download resolves it from the CallSid).
+HTTP, TWILIO = "http", "twilio"
+PROVIDERS = (HTTP, TWILIO)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Recording(Base):
+    __tablename__ = "recordings"
+    __table_args__ = (
+        UniqueConstraint("business_id", "call_sid", name="uq_recordings_business_call"),
+        # Ids are never reused (SQLite would reuse the highest after a delete): jobs and downloads in flight
+        # tell a deleted-and-registered-again recording from the old one by its id.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    business_id: Mapped[str] = mapped_column(String(64), index=True)
+    call_sid: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(16), default=HTTP, server_default=HTTP)
+    media_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    duration_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default=NEW, index=True)
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    content_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    file_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+@dataclass(frozen=True)
+class RecordingRow:
+    """A detached, immutable copy of a catalog row."""
+
+    id: int
+    business_id: str
+    call_sid: str
+    provider: str
+    media_url: str | None
+    duration_seconds: float | None
+    state: str
+    error: str | None
+    attempts: int
+    size_bytes: int | None
+    content_type: str | None
+    sha256: str | None
+    file_path: str | None
+    created_at: datetime
+    ready_at: datetime | None
+
+    @classmethod
+    def of(cls, rec: Recording) -> RecordingRow:
+        return cls(
+            id=rec.id, business_id=rec.business_id, call_sid=rec.call_sid, provider=rec.provider,
+            media_url=rec.media_url, duration_seconds=rec.duration_seconds, state=rec.state, error=rec.error,
+            attempts=rec.attempts, size_bytes=rec.size_bytes, content_type=rec.content_type, sha256=rec.sha256,
+            file_path=rec.file_path, created_at=_utc(rec.created_at),
+            ready_at=_utc(rec.ready_at) if rec.ready_at is not None else None,
+        )
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite returns naive datetimes; every value we store is UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
