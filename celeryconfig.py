@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from kombu import Queue
 
-from tasks.dispatch import SWEEP_TASK
+from tasks.dispatch import DOWNLOAD_QUEUE, HANDOFF_QUEUE, SWEEP_QUEUE, SWEEP_TASK
 from tasks.settings import get_settings
 from tasks.worker import broker as _broker
 
@@ -24,7 +24,9 @@ broker_connection_max_retries = None
 # lease while bytes flow, so its length is only bounded by the media size and the provider's pace); recovery of
 # crashed work never waits for it: the sweeper requeues a job as soon as its lease runs out, with a new task id,
 # and the late redelivery of the old message is dropped as stale by acquire.lua's task_id check.
-broker_transport_options = {"visibility_timeout": _settings.visibility_timeout}
+# Queues are read in the order task_queues names them: a hand-off (a slot is reserved for it) never waits behind
+# other work.
+broker_transport_options = {"visibility_timeout": _settings.visibility_timeout, "queue_order_strategy": "priority"}
 
 task_ignore_result = True
 result_backend = None
@@ -34,10 +36,11 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 task_serializer = "json"
 accept_content = ["json"]
-task_default_queue = "recplay"
-# Sweeps have their own queue, so that a backlog of download messages never delays recovery.
-task_queues = (Queue("recplay"), Queue("recplay-sweep"))
-task_routes = {SWEEP_TASK: {"queue": "recplay-sweep"}}
+task_default_queue = DOWNLOAD_QUEUE
+# Sweeps have their own queue, read first, so that download messages never delay recovery; hand-offs have theirs,
+# read next (their slot is reserved and its reservation runs out).
+task_queues = (Queue(SWEEP_QUEUE), Queue(HANDOFF_QUEUE), Queue(DOWNLOAD_QUEUE))
+task_routes = {SWEEP_TASK: {"queue": SWEEP_QUEUE}}
 task_track_started = True
 
 # Downloads are I/O bound: threads serve them better than prefork. Override with --pool/--concurrency.

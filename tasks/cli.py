@@ -30,6 +30,8 @@ from tasks.settings import Settings, get_settings, reset_settings
 from tasks.slots.client import get_redis, reset_redis
 
 FAILED = 1
+#: Parked jobs named per business (the counts cover them all).
+FIRST_SHOWN = 10
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -117,6 +119,9 @@ def _print_overview(data: dict[str, Any], workers: dict[str, Any], heartbeat: fl
     click.echo(f"{'BUSINESS':<24} {'LIMIT':>5} {'ACTIVE':>6} {'PARKED':>6}")
     for biz in data["businesses"]:
         click.echo(f"{biz['business_id']:<24} {biz['limit']:>5} {biz['active']:>6} {biz['parked']:>6}")
+        if biz["first_parked"]:
+            more = " ..." if biz["parked"] > len(biz["first_parked"]) else ""
+            click.echo(f"    parked, oldest first: {', '.join(biz['first_parked'])}{more}")
         for h in biz["holders"]:
             if h["worker"] is None:
                 who = "reserved for a parked job (its task has not claimed it yet)"
@@ -193,19 +198,17 @@ def purge_stuck(business_id: str | None, dry_run: bool, as_json: bool, ping_time
 def purge_queue(business_id: str, yes: bool) -> None:
     """Drop a business's waiting jobs (parked or queued, not running); their recordings return to new."""
     client, settings = _client(), _settings()
-    waiting = repair.waiting_jobs(client, business_id)
-    if not waiting:
+    count, first = repair.waiting_jobs(client, business_id, FIRST_SHOWN)
+    if not count:
         click.echo(f"Nothing to do: {business_id} has no waiting jobs.")
         return
-    click.echo(f"{len(waiting)} waiting jobs of {business_id}: {', '.join(waiting)}")
+    more = f" and {count - len(first)} more" if count > len(first) else ""
+    click.echo(f"{count} waiting jobs of {business_id}: {', '.join(first)}{more}")
     if not yes:
         click.confirm("Drop them? Their recordings return to new", abort=True)
-    done = repair.purge_queue(client, settings, business_id, waiting)
+    done = repair.purge_queue(client, settings, business_id)
     click.echo(f"Dropped {len(done.dropped)} waiting jobs of {business_id}; "
                f"{len(done.returned_to_new)} recordings are new again.")
-    skipped = sorted(set(waiting) - set(done.dropped))
-    if skipped:
-        click.echo(f"Left alone (started running meanwhile): {', '.join(skipped)}")
 
 
 @cli.command("set-limit")

@@ -15,13 +15,21 @@ SWEEP_TASK = "tasks.sweep"
 MESSAGE_VERSION = 1
 
 
-def send_download(business_id: str, call_sid: str, task_id: str, countdown: float | None = None) -> None:
+#: The queues, in the order workers consume them (``queue_order_strategy: priority``, celeryconfig.py): sweeps,
+#: then hand-offs (a slot waits for them, with a short reservation), then the rest.
+SWEEP_QUEUE, HANDOFF_QUEUE, DOWNLOAD_QUEUE = "recplay-sweep", "recplay-handoff", "recplay"
+
+
+def send_download(business_id: str, call_sid: str, task_id: str, countdown: float | None = None,
+                  handoff: bool = False) -> None:
+    """Send a download message; ``handoff`` for a job a release or a sweep reserved a slot for."""
     app.send_task(
         DOWNLOAD_TASK,
         args=[business_id, call_sid],
         kwargs={"v": MESSAGE_VERSION},
         task_id=task_id,
         countdown=countdown if countdown else None,
+        queue=HANDOFF_QUEUE if handoff else DOWNLOAD_QUEUE,
     )
     log.info("dispatched business_id=%s call_sid=%s task_id=%s countdown=%s",
              business_id, call_sid, task_id, countdown)
@@ -30,4 +38,4 @@ def send_download(business_id: str, call_sid: str, task_id: str, countdown: floa
 def send_handed(business_id: str, handed: list[tuple[str, str]]) -> None:
     """Send the message of every job a release or sweep handed a slot (or a new task id) to."""
     for call_sid, task_id in handed:
-        send_download(business_id, call_sid, task_id)
+        send_download(business_id, call_sid, task_id, handoff=True)

@@ -144,11 +144,12 @@ class Recordings:
             mode = "force"
         result = request_job(self.client, self.settings, self.business_id, rec.call_sid,
                              media_url=rec.media_url or "", recording_id=rec.id, mode=mode)
-        if result.outcome == "enqueued" and result.task_id:
+        if result.outcome in ("enqueued", "parked"):
             if rec.state != WANTED:
                 self.catalog.mark_wanted(rec.id)
                 rec = dataclasses.replace(rec, state=WANTED, error=None)
-            send_download(self.business_id, rec.call_sid, result.task_id)
+            if result.task_id:  # a slot is reserved for it; a parked job gets its message when handed one
+                send_download(self.business_id, rec.call_sid, result.task_id)
         # No second catalog read: this request changed the row only as just mirrored in ``rec``.
         return self.status(rec)
 

@@ -66,5 +66,5 @@ def test_status_json_has_exactly_the_documented_shape(data_dir):
     run_cli("set-limit", "shape", "3")
     data = json.loads(run_cli("status", "--json").stdout)
     assert data == {"queue_length": 0, "businesses": [
-        {"business_id": "shape", "limit": 3, "active": 0, "parked": 0, "holders": []},
+        {"business_id": "shape", "limit": 3, "active": 0, "parked": 0, "first_parked": [], "holders": []},
     ]}

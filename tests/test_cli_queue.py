@@ -39,14 +39,14 @@ def test_purge_queue_returns_parked_jobs_to_new(api_for, provider, procs, rclien
     procs.worker(concurrency=4)
     api = api_for(biz)
     gated_jobs(provider, api, biz, 4, gate)
-    wait_for(lambda: provider.in_flight[biz] == 1 and rclient.llen(keys.parked(biz)) == 3, 30,
+    wait_for(lambda: provider.in_flight[biz] == 1 and rclient.zcard(keys.waiting(biz)) == 3, 30,
              "one download in flight and three jobs parked")
 
     # Declining the confirmation changes nothing (and fails: exit 1).
     declined = cli_with_input("purge-queue", "--business", biz, stdin="n\n")
     assert declined.returncode == 1
     assert "3 waiting jobs of purgeme: r1, r2, r3" in declined.stdout
-    assert rclient.llen(keys.parked(biz)) == 3
+    assert rclient.zcard(keys.waiting(biz)) == 3
 
     # When the operator confirms, the parked jobs are dropped and their recordings are `new` again.
     confirmed = cli_with_input("purge-queue", "--business", biz, stdin="y\n")
@@ -77,7 +77,7 @@ def test_set_limit_raises_a_business_concurrency_while_it_runs(api_for, provider
     procs.worker(concurrency=6)
     api = api_for(biz)
     gated_jobs(provider, api, biz, 4, gate)
-    wait_for(lambda: provider.in_flight[biz] == 1 and rclient.llen(keys.parked(biz)) == 3, 30,
+    wait_for(lambda: provider.in_flight[biz] == 1 and rclient.zcard(keys.waiting(biz)) == 3, 30,
              "one download in flight and three jobs parked")
     assert provider.max_in_flight[biz] == 1
 

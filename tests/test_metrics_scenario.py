@@ -58,7 +58,7 @@ def test_metrics_match_a_scenario(app, api_for, provider, procs, rclient):
     procs.worker(concurrency=4)
     assert other.wait_status("gone", {"ready", "failed"}, 30)["status"] == "failed"
     assert other.wait_status("flaky", {"ready", "failed"}, 30)["status"] == "ready"
-    wait_for(lambda: provider.in_flight["held"] == 2 and rclient.llen(keys.parked("held")) == 2
+    wait_for(lambda: provider.in_flight["held"] == 2 and rclient.zcard(keys.waiting("held")) == 2
              and rclient.llen("recplay") == 0, 30, "2 downloads in flight, 2 parked, the queue drained")
     m = scrape(client)
     assert m["recplay_queue_length"] == 0

@@ -68,7 +68,7 @@ def test_purge_stuck_frees_a_business_held_by_a_killed_worker(api_for, provider,
         assert api.fetch(f"r{i}").status_code == 202
 
     def held_and_parked() -> bool:
-        parked = rclient.llen(keys.parked(BIZ))
+        parked = rclient.zcard(keys.waiting(BIZ))
         return provider.in_flight[BIZ] == LIMIT and parked == JOBS - LIMIT
 
     wait_for(held_and_parked, 30, "2 downloads in flight and 3 jobs parked")
@@ -96,7 +96,7 @@ def test_purge_stuck_frees_a_business_held_by_a_killed_worker(api_for, provider,
     assert len(released) == LIMIT
     assert all("not answering a ping" in r["reason"] for r in dry["plan"]["release"])
     actions = sorted((j["action"], j["call_sid"]) for j in dry["plan"]["jobs"])
-    parked_first = rclient.lrange(keys.parked(BIZ), 0, LIMIT - 1)
+    parked_first = rclient.zrange(keys.waiting(BIZ), 0, LIMIT - 1)
     assert actions == sorted([("requeue", c) for c in released] + [("hand-off", c) for c in parked_first])
     assert "Dry run: nothing changed." in readable
     assert sum(1 for line in readable.splitlines() if line.strip().startswith("release slot")) == LIMIT

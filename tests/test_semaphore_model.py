@@ -1,12 +1,13 @@
 """A stateful property test of one business's semaphore: the real Lua scripts in real Redis, against a model.
 
-Hypothesis drives random sequences of: a job requested, a message delivered (acquire: slot, park or stale), a
-lease renewed, an attempt finished and its slot released (handing it to parked jobs), a lease or reservation
-expired (its score set into the past), a worker crashed (it forgets its slot without releasing it), a live worker
-stalling past its lease while the sweeper takes its job back, a sweep, and
-time passing (crashed slots expire, the sweeper runs, messages arrive, workers finish). After every step Redis must
-match the model exactly, the limit must hold and no token may be lost; after time has passed, every job must
-have finished and every parked job must have been handed a slot.
+Hypothesis drives random sequences of: a job requested (a reserved slot and a message, or parked at once), a
+message delivered (acquire: slot, park or stale), a lease renewed, an attempt finished and its slot released
+(handing it to the oldest parked job), a lease or reservation expired (its score set into the past), a worker
+crashed (it forgets its slot without releasing it), a live worker stalling past its lease while the sweeper takes
+its job back, a sweep, and time passing (crashed slots expire, the sweeper runs, messages arrive, workers finish).
+After every step Redis must match the model exactly (the parked jobs in arrival order), the limit must hold and
+no job may be lost; after time has passed, every job must have finished and every parked job must have been
+handed a slot.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ STEPS_BEFORE_TIME_PASSES = 25
 @dataclass
 class Job:
     status: str  # queued | processing | ready | failed
-    task_id: str
-    parked: bool = False
+    task_id: str  # the task id a message must carry ("" while no message may claim the job)
+    seq: int  # its arrival number: its place in line
     fence: int | None = None
     attempts: int = 0
 
@@ -76,48 +77,43 @@ class SemaphoreMachine(RuleBasedStateMachine):
         self.jobs: dict[str, Job] = {}
         self.pending: list[tuple[str, str]] = []  # messages in the broker: (call_sid, task_id)
         self.holders: dict[str, Holder] = {}
-        self.parked: list[str] = []
+        self.waiting: dict[str, int] = {}  # parked call_sid -> arrival number
         self.attempts: list[Attempt] = []
         self.last_fence = 0
+        self.last_seq = 0
         self.steps = 0
 
     # -- the model's own steps, mirroring lib.lua --------------------------------------------------------------
 
-    def _drop_expired(self) -> tuple[int, int]:
-        leases, reparked = 0, 0
-        expired = sorted(c for c, h in self.holders.items() if h.expired)
-        for call_sid in reversed(expired):
-            holder = self.holders.pop(call_sid)
-            job = self.jobs.get(call_sid)
-            if holder.reservation and job and job.status == "queued" and job.task_id == holder.task_id:
-                if call_sid in self.parked:
-                    self.parked.remove(call_sid)
-                self.parked.insert(0, call_sid)
-                job.parked = True
-                reparked += 1
-            else:
-                leases += 1
-        return leases, reparked
+    def _live(self) -> int:
+        return sum(1 for h in self.holders.values() if not h.expired)
+
+    def _may_take_slot(self, seq: int) -> bool:
+        return self._live() < self.limit and (not self.waiting or seq <= min(self.waiting.values()))
+
+    def _park(self, call_sid: str) -> None:
+        self.waiting[call_sid] = self.jobs[call_sid].seq
+
+    def _reservation_of(self, call_sid: str, task_id: str) -> None:
+        """Record a reservation Redis made, with the fence it gave it."""
+        fence = int(self.client.hget(keys.holder_info(BIZ), call_sid).split("|")[0])
+        self._new_fence(fence)
+        self.holders[call_sid] = Holder(fence, task_id, reservation=True)
+        self.jobs[call_sid].task_id = task_id
+        self.pending.append((call_sid, task_id))
 
     def _hand_off(self) -> list[str]:
         handed = []
-        while len(self.holders) < self.limit and self.parked:
-            call_sid = self.parked.pop(0)
-            job = self.jobs.get(call_sid)
-            if job and job.status == "queued" and job.parked:
-                job.parked = False
-                self.holders[call_sid] = Holder(0, "", reservation=True)  # fence and task id come from Redis
+        while self.waiting and self._live() + len(handed) < self.limit:
+            call_sid = min(self.waiting, key=self.waiting.__getitem__)
+            del self.waiting[call_sid]
+            if self.jobs[call_sid].status == "queued":
                 handed.append(call_sid)
         return handed
 
     def _take_handed(self, handed: list[tuple[str, str]]) -> None:
-        """Record the reservations a release or sweep made, with the fences and task ids Redis gave them."""
         for call_sid, task_id in handed:
-            fence = int(self.client.hget(keys.holder_info(BIZ), call_sid).split("|")[0])
-            self._new_fence(fence)
-            self.holders[call_sid] = Holder(fence, task_id, reservation=True)
-            self.jobs[call_sid].task_id = task_id
-            self.pending.append((call_sid, task_id))
+            self._reservation_of(call_sid, task_id)
 
     def _new_fence(self, fence: int) -> None:
         assert fence > self.last_fence, "fences must only grow"
@@ -142,9 +138,14 @@ class SemaphoreMachine(RuleBasedStateMachine):
         mode = "force" if job is not None and job.status == "ready" else "fetch"
         result = request_job(self.client, self.settings, BIZ, call_sid, media_url="http://h/x", recording_id=1,
                              mode=mode)
-        assert result.outcome == "enqueued"
-        self.jobs[call_sid] = Job("queued", result.task_id)
-        self.pending.append((call_sid, result.task_id))
+        self.last_seq += 1
+        self.jobs[call_sid] = Job("queued", "", self.last_seq)
+        if self._may_take_slot(self.last_seq):
+            assert result.outcome == "enqueued", result
+            self._reservation_of(call_sid, result.task_id)
+        else:
+            assert (result.outcome, result.task_id) == ("parked", None), result
+            self._park(call_sid)
 
     @precondition(lambda self: self.pending)
     @rule(data=st.data())
@@ -155,25 +156,21 @@ class SemaphoreMachine(RuleBasedStateMachine):
         if job.status != "queued" or job.task_id != task_id:
             assert isinstance(got, Stale), got
             return
-        self._drop_expired()
         holder = self.holders.get(call_sid)
-        if holder is not None and holder.reservation and holder.task_id == task_id:
+        if holder is not None and holder.reservation and holder.task_id == task_id and not holder.expired:
             assert isinstance(got, Acquired) and got.fence == holder.fence, got
             holder.reservation = False
         else:
-            self.holders.pop(call_sid, None)  # a superseded attempt's lease is void
-            if len(self.holders) >= self.limit:
+            self.holders.pop(call_sid, None)  # an expired reservation, or a superseded attempt's lease: void
+            if not self._may_take_slot(job.seq):
                 assert isinstance(got, Parked), got
-                if call_sid not in self.parked:
-                    self.parked.append(call_sid)
-                job.parked = True
+                self._park(call_sid)
                 return
             assert isinstance(got, Acquired), got
             self._new_fence(got.fence)
             self.holders[call_sid] = Holder(got.fence, task_id, reservation=False)
-            if call_sid in self.parked:
-                self.parked.remove(call_sid)
-        job.status, job.fence, job.parked = "processing", got.fence, False
+        self.waiting.pop(call_sid, None)
+        job.status, job.fence = "processing", got.fence
         job.attempts += 1
         assert got.attempts == job.attempts
         self.attempts.append(Attempt(call_sid, got.fence))
@@ -184,10 +181,7 @@ class SemaphoreMachine(RuleBasedStateMachine):
         attempt = data.draw(st.sampled_from(self.attempts))
         holder = self.holders.get(attempt.call_sid)
         ours = holder is not None and not holder.reservation and holder.fence == attempt.fence
-        expected = ours and not holder.expired
-        if ours and holder.expired:
-            del self.holders[attempt.call_sid]
-        assert self.slots.renew(attempt.call_sid, attempt.fence) is expected
+        assert self.slots.renew(attempt.call_sid, attempt.fence) is (ours and not holder.expired)
 
     @precondition(lambda self: self.attempts)
     @rule(data=st.data())
@@ -203,7 +197,6 @@ class SemaphoreMachine(RuleBasedStateMachine):
         released = holder is not None and not holder.reservation and holder.fence == attempt.fence
         if released:
             del self.holders[attempt.call_sid]
-        self._drop_expired()
         expected_handed = self._hand_off()
         real_released, handed = self.slots.release(attempt.call_sid, attempt.fence)
         assert real_released is released
@@ -242,35 +235,32 @@ class SemaphoreMachine(RuleBasedStateMachine):
 
     @rule()
     def sweep(self) -> None:
-        reclaimed, reparked = self._drop_expired()
-        requeued, failed = set(), []
-        for call_sid, job in self.jobs.items():
-            if job.status != "processing":
+        reclaimed, reparked, requeued, failed = 0, 0, 0, []
+        for call_sid in sorted(c for c, h in self.holders.items() if h.expired):
+            holder = self.holders.pop(call_sid)
+            job = self.jobs[call_sid]
+            if holder.reservation:
+                if job.status == "queued" and job.task_id == holder.task_id:
+                    self._park(call_sid)
+                    reparked += 1
                 continue
-            holder = self.holders.get(call_sid)
-            if holder is None or holder.fence != job.fence:
+            reclaimed += 1
+            if job.status == "processing" and job.fence == holder.fence:
                 if job.attempts >= self.settings.max_attempts:
                     job.status = "failed"
                     failed.append(call_sid)
                 else:
-                    job.status, job.parked = "queued", False
-                    requeued.add(call_sid)
-        assert all(c in self.parked for c, j in self.jobs.items() if j.status == "queued" and j.parked)
+                    job.status, job.task_id = "queued", ""
+                    self._park(call_sid)
+                    requeued += 1
         handed = self._hand_off()
 
         report = SweepReport()
         sweep_business(self.client, self.settings, BIZ, report)
 
-        assert report.reclaimed == reclaimed
-        assert report.reparked == reparked
+        assert (report.reclaimed, report.reparked, report.requeued) == (reclaimed, reparked, requeued)
         assert sorted(c for _, c in report.failed) == sorted(failed)
-        dispatched = [c for _, c in report.dispatched]
-        assert sorted(dispatched) == sorted(requeued | set(handed))
-        assert dispatched[len(dispatched) - len(handed):] == handed  # hand-offs come last, in parked order
-        for call_sid in requeued:
-            task_id = self.client.hget(keys.job(BIZ, call_sid), "task_id")
-            self.jobs[call_sid].task_id = task_id
-            self.pending.append((call_sid, task_id))
+        assert [c for _, c in report.dispatched] == handed  # in arrival order
         self._take_handed([(c, self.client.hget(keys.job(BIZ, c), "task_id")) for c in handed])
 
     # -- invariants --------------------------------------------------------------------------------------------
@@ -285,7 +275,7 @@ class SemaphoreMachine(RuleBasedStateMachine):
             return
         live = self.client.zcount(keys.holders(BIZ), f"({self._now_ms()}", "+inf")
         assert live <= self.limit
-        assert live == sum(1 for h in self.holders.values() if not h.expired)
+        assert live == self._live()
 
     @invariant()
     def redis_holds_what_the_model_holds(self) -> None:
@@ -302,7 +292,8 @@ class SemaphoreMachine(RuleBasedStateMachine):
             assert (worker == "") is holder.reservation
             if holder.reservation:
                 assert task_id == holder.task_id
-        assert self.client.lrange(keys.parked(BIZ), 0, -1) == self.parked
+        in_line = self.client.zrange(keys.waiting(BIZ), 0, -1, withscores=True)
+        assert in_line == sorted(((c, float(s)) for c, s in self.waiting.items()), key=lambda e: e[1])
         for call_sid, job in self.jobs.items():
             assert self.client.hget(keys.job(BIZ, call_sid), "status") == job.status
 
@@ -310,7 +301,7 @@ class SemaphoreMachine(RuleBasedStateMachine):
     def no_waiting_job_is_lost(self) -> None:
         for call_sid, job in self.jobs.items():
             if job.status == "queued":
-                assert (call_sid, job.task_id) in self.pending or call_sid in self.parked, call_sid
+                assert (call_sid, job.task_id) in self.pending or call_sid in self.waiting, call_sid
 
     @precondition(lambda self: self.steps >= STEPS_BEFORE_TIME_PASSES)
     @rule()
@@ -332,8 +323,8 @@ class SemaphoreMachine(RuleBasedStateMachine):
             self.redis_holds_what_the_model_holds()
             self.no_waiting_job_is_lost()
         assert all(j.status in ("ready", "failed") for j in self.jobs.values()), self.jobs
-        assert self.parked == [] and self.holders == {}
-        assert self.client.llen(keys.parked(BIZ)) == 0
+        assert self.waiting == {} and self.holders == {}
+        assert self.client.zcard(keys.waiting(BIZ)) == 0
         assert self.client.zcard(keys.holders(BIZ)) == 0
 
 

@@ -6,20 +6,24 @@ from typing import Any
 
 import redis
 
+from tasks.dispatch import DOWNLOAD_QUEUE, HANDOFF_QUEUE
 from tasks.settings import Settings
 from tasks.slots import keys
 from tasks.slots.semaphore import BusinessSlots
 
-QUEUE = "recplay"
 # kombu's Redis transport keeps one list per priority step; messages without a priority use the plain name.
 PRIORITY_SEP = "\x06\x16"
+#: How many of a business's parked jobs the picture names (the count covers them all).
+FIRST_PARKED = 10
 
 
-def queue_length(client: redis.Redis, queue: str = QUEUE) -> int:
+def queue_length(client: redis.Redis, queues: tuple[str, ...] = (DOWNLOAD_QUEUE, HANDOFF_QUEUE)) -> int:
+    """Download messages waiting for a worker, in the broker's download and hand-off queues."""
     pipe = client.pipeline(transaction=False)
-    pipe.llen(queue)
-    for step in (3, 6, 9):
-        pipe.llen(f"{queue}{PRIORITY_SEP}{step}")
+    for queue in queues:
+        pipe.llen(queue)
+        for step in (3, 6, 9):
+            pipe.llen(f"{queue}{PRIORITY_SEP}{step}")
     return int(sum(pipe.execute()))
 
 
@@ -30,7 +34,8 @@ def business_overview(client: redis.Redis, settings: Settings, business_id: str)
         "business_id": business_id,
         "limit": slots.limit(),
         "active": len(holders),
-        "parked": len(slots.parked()),
+        "parked": slots.parked_count(),
+        "first_parked": slots.parked(FIRST_PARKED),
         "holders": [
             {"call_sid": h.call_sid, "task_id": h.task_id, "worker": h.worker or None,
              "lease_seconds_left": h.lease_seconds_left}
@@ -40,7 +45,8 @@ def business_overview(client: redis.Redis, settings: Settings, business_id: str)
 
 
 def overview(client: redis.Redis, settings: Settings, business_id: str | None = None) -> dict[str, Any]:
-    """``{"queue_length", "businesses": [{"business_id", "limit", "active", "parked", "holders"}]}``."""
+    """``{"queue_length", "businesses": [{"business_id", "limit", "active", "parked", "first_parked",
+    "holders"}]}``; ``first_parked`` names the oldest few parked jobs, ``parked`` counts them all."""
     businesses = [business_id] if business_id else sorted(str(b) for b in client.smembers(keys.BUSINESSES))
     return {
         "queue_length": queue_length(client),

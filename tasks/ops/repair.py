@@ -14,6 +14,7 @@ A dry run computes the same plan and changes nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,8 @@ from tasks.slots.semaphore import BusinessSlots, parse_holder_info
 
 log = logging.getLogger(__name__)
 
+#: Waiting jobs one purge script call drops at most.
+PURGE_BATCH = 500
 #: Seconds ``purge-stuck`` waits for a running beat sweep to finish before it sweeps anyway (sweeps are safe
 #: to run together; the lock only saves doing the same work twice).
 SWEEP_LOCK_WAIT_SECONDS = 10
@@ -103,27 +106,35 @@ class _Snapshot:
     now_ms: int
     limit: int
     holders: list[tuple[str, int, str, str, str]]  # call_sid, expiry ms, fence, task_id, worker
-    parked: list[str]
-    jobs: dict[str, dict[str, str]]  # call_sid -> status, fence, parked, deadline, attempts
+    first_parked: list[str]  # the oldest few parked jobs (the hand-offs a repair would make come from these)
+    overdue: list[str]  # queued jobs whose retry message is overdue (a bounded batch)
+    jobs: dict[str, dict[str, str]]  # call_sid -> status, fence, task_id, attempts
 
 
-_JOB_FIELDS = ("status", "fence", "parked", "deadline", "attempts")
+_JOB_FIELDS = ("status", "fence", "task_id", "attempts")
+#: Entries of each index a plan reads per business, as a sweep script call handles at most.
+PLAN_BATCH = 100
 
 
 def _snapshot(client: redis.Redis, settings: Settings, business_id: str) -> _Snapshot:
+    """What a sweep of this business would look at now: its holders (the limit plus expired ones), the oldest
+    parked jobs and overdue messages; never its whole line."""
     pipe = client.pipeline(transaction=True)
     pipe.time()
     pipe.zrange(keys.holders(business_id), 0, -1, withscores=True)
     pipe.hgetall(keys.holder_info(business_id))
-    pipe.lrange(keys.parked(business_id), 0, -1)
-    pipe.zrange(keys.active_jobs(business_id), 0, -1)
     pipe.get(keys.limit(business_id))
-    clock, members, info, parked, active, own_limit = pipe.execute()
+    clock, members, info, own_limit = pipe.execute()
+    now = time_ms(clock)
+    pipe = client.pipeline(transaction=False)
+    pipe.zrange(keys.waiting(business_id), 0, PLAN_BATCH - 1)
+    pipe.zrangebyscore(keys.due(business_id), "-inf", now, start=0, num=PLAN_BATCH)
+    first_parked, overdue = pipe.execute()
     holders = []
     for call_sid, expiry in members:
         fence, task_id, worker = parse_holder_info(info.get(call_sid))
         holders.append((call_sid, int(expiry), fence, task_id, worker))
-    names = list(dict.fromkeys([*active, *parked]))
+    names = list(dict.fromkeys([*(h[0] for h in holders), *overdue, *first_parked]))
     pipe = client.pipeline(transaction=False)
     for call_sid in names:
         pipe.hmget(keys.job(business_id, call_sid), _JOB_FIELDS)
@@ -131,14 +142,14 @@ def _snapshot(client: redis.Redis, settings: Settings, business_id: str) -> _Sna
     for call_sid, values in zip(names, pipe.execute(), strict=True):
         if values[0] is not None:
             jobs[call_sid] = {k: v or "" for k, v in zip(_JOB_FIELDS, values, strict=True)}
-    return _Snapshot(business_id, time_ms(clock),
-                     int(own_limit) if own_limit is not None else settings.max_concurrent,
-                     holders, parked, jobs)
+    return _Snapshot(business_id, now, int(own_limit) if own_limit is not None else settings.max_concurrent,
+                     holders, first_parked, overdue, jobs)
 
 
 def _businesses(client: redis.Redis, business_id: str | None) -> list[str]:
-    known: set[str] = client.smembers(keys.BUSINESSES)  # type: ignore[assignment]
-    return [business_id] if business_id else sorted(known)
+    if business_id:
+        return [business_id]
+    return sorted(str(b) for b in client.sscan_iter(keys.BUSINESSES, count=500))
 
 
 def _plan_releases(snap: _Snapshot, workers: dict[str, WorkerState], heartbeat: float) -> list[SlotRelease]:
@@ -162,29 +173,31 @@ def _plan_releases(snap: _Snapshot, workers: dict[str, WorkerState], heartbeat: 
 def _plan_jobs(snap: _Snapshot, released: set[str], max_attempts: int) -> list[JobRepair]:
     """Mirror of sweep.lua over the snapshot, with the planned releases already applied."""
     biz, found = snap.business_id, []
-    held = {c: fence for c, _e, fence, _t, _w in snap.holders if c not in released}
-    parked_list = list(snap.parked)
-    for call_sid, job in snap.jobs.items():
-        if job["status"] == "processing" and held.get(call_sid) != job["fence"]:
-            if int(job["attempts"] or 0) >= max_attempts:
+    back_in_line: list[str] = []
+    live = 0
+    for call_sid, expiry, fence, task_id, worker in snap.holders:
+        job = snap.jobs.get(call_sid, {})
+        if call_sid not in released and expiry > snap.now_ms:
+            live += 1
+            continue
+        if not worker:
+            if job.get("status") == "queued" and job.get("task_id") == task_id:
+                found.append(JobRepair(biz, call_sid, "repark", "its hand-off message never claimed the slot"))
+                back_in_line.append(call_sid)
+        elif job.get("status") == "processing" and job.get("fence") == fence:
+            if int(job.get("attempts") or 0) >= max_attempts:
                 found.append(JobRepair(biz, call_sid, "fail", "lost its slot on its last attempt"))
             else:
-                found.append(JobRepair(biz, call_sid, "requeue", "lost its slot; a new attempt is sent"))
-        elif job["status"] == "queued" and job["parked"] == "1":
-            if call_sid not in parked_list:
-                parked_list.append(call_sid)
-                found.append(JobRepair(biz, call_sid, "repark", "parked but missing from the parked list"))
-        elif job["status"] == "queued" and job["deadline"] and int(job["deadline"]) < snap.now_ms:
-            overdue = (snap.now_ms - int(job["deadline"])) / 1000
-            found.append(JobRepair(biz, call_sid, "redispatch", f"its message is {overdue:.0f}s overdue"))
-    free = snap.limit - len(held)
-    for call_sid in parked_list:
-        if free <= 0:
-            break
-        waiting = snap.jobs.get(call_sid)
-        if waiting and waiting["status"] == "queued" and waiting["parked"] == "1":
-            found.append(JobRepair(biz, call_sid, "hand-off", "a slot of its business is free"))
-            free -= 1
+                found.append(JobRepair(biz, call_sid, "requeue", "lost its slot; back in line for a new attempt"))
+                back_in_line.append(call_sid)
+    for call_sid in snap.overdue:
+        if snap.jobs.get(call_sid, {}).get("status") == "queued":
+            found.append(JobRepair(biz, call_sid, "repark", "its retry message is overdue"))
+            back_in_line.append(call_sid)
+    free = snap.limit - live
+    # Jobs put back in line arrived before every parked one (they were running or on their way): they go first.
+    for call_sid in [*back_in_line, *snap.first_parked][:max(free, 0)]:
+        found.append(JobRepair(biz, call_sid, "hand-off", "a slot of its business is free"))
     return found
 
 
@@ -201,8 +214,9 @@ def plan_repair(
         releases = _plan_releases(snap, workers, settings.worker_heartbeat_seconds)
         plan.releases.extend(releases)
         plan.jobs.extend(_plan_jobs(snap, {r.call_sid for r in releases}, settings.max_attempts))
-    if business_id is None:
-        wanted: list[RecordingRow] = Catalog(settings).wanted()
+    if business_id is None and not client.exists(keys.CATALOG_SYNCED):
+        # Redis lost its data: the sweep will read the catalog's wanted rows once (sweeper.rerequest_forgotten).
+        wanted: list[RecordingRow] = Catalog(settings).wanted(PLAN_BATCH)
         for rec in wanted:
             if get_job(client, rec.business_id, rec.call_sid) is None:
                 plan.jobs.append(JobRepair(rec.business_id, rec.call_sid, "rerequest",
@@ -252,36 +266,54 @@ class QueuePurge:
     handed: list[tuple[str, str]]
 
 
-def waiting_jobs(client: redis.Redis, business_id: str) -> list[str]:
-    """The business's jobs waiting to run (``queued``: parked, reserved, or with a message on its way)."""
-    call_sids: list[str] = client.zrange(keys.active_jobs(business_id), 0, -1)  # type: ignore[assignment]
+def waiting_jobs(client: redis.Redis, business_id: str, first: int = PURGE_BATCH) -> tuple[int, list[str]]:
+    """How many of the business's jobs wait to run, and the oldest ``first`` of them: parked ones, then those
+    whose retry message is out. Jobs holding a reservation (a slot waits for them) are not counted."""
     pipe = client.pipeline(transaction=False)
-    for call_sid in call_sids:
-        pipe.hget(keys.job(business_id, call_sid), "status")
-    return [c for c, status in zip(call_sids, pipe.execute(), strict=True) if status == "queued"]
+    pipe.zcard(keys.waiting(business_id))
+    pipe.zcard(keys.due(business_id))
+    pipe.zrange(keys.waiting(business_id), 0, first - 1)
+    pipe.zrange(keys.due(business_id), 0, first - 1)
+    parked, retrying, first_parked, first_retrying = pipe.execute()
+    return int(parked) + int(retrying), [*first_parked, *first_retrying][:first]
 
 
-def purge_queue(
-    client: redis.Redis, settings: Settings, business_id: str, call_sids: list[str]
-) -> QueuePurge:
-    """Drop these waiting jobs (those still queued); their recordings return to ``new``."""
+def purge_queue(client: redis.Redis, settings: Settings, business_id: str,
+                call_sids: list[str] | None = None) -> QueuePurge:
+    """Drop the business's waiting jobs (all of them, or those of ``call_sids`` still queued), in batches of
+    :data:`PURGE_BATCH`: no single script call grows with the backlog. Their recordings return to ``new``."""
     catalog = Catalog(settings)
-    # The catalog first: a sweep between the two steps must not re-request a wanted row whose job is gone.
-    unwanted = catalog.mark_unwanted(business_id, call_sids)
     dropped: list[str] = []
-    if call_sids:
-        dropped = list(script(client, "purge")(keys=keys.business_keys(business_id),
-                                               args=[keys.job_prefix(business_id), *call_sids]))
-    for call_sid in set(unwanted) - set(dropped):
-        rec = catalog.get(business_id, call_sid)  # it started running meanwhile: it stays wanted
-        if rec is not None:
-            catalog.mark_wanted(rec.id)
+    unwanted: set[str] = set()
+    batches = (call_sids[i:i + PURGE_BATCH] for i in range(0, len(call_sids), PURGE_BATCH)) if call_sids is not None \
+        else _waiting_batches(client, business_id)
+    for batch in batches:
+        # The catalog first: a sweep between the two steps must not re-request a wanted row whose job is gone.
+        marked = catalog.mark_unwanted(business_id, batch)
+        done = list(script(client, "purge")(keys=keys.business_keys(business_id), args=batch))
+        for call_sid in set(marked) - set(done):
+            rec = catalog.get(business_id, call_sid)  # it started running meanwhile: it stays wanted
+            if rec is not None:
+                catalog.mark_wanted(rec.id)
+        dropped.extend(done)
+        unwanted.update(marked)
     handed = BusinessSlots(client, business_id, settings).hand_off()
     send_handed(business_id, handed)
-    for call_sid in dropped:
-        log.info("waiting job dropped, recording back to new business_id=%s call_sid=%s",
-                 business_id, call_sid)
-    return QueuePurge(business_id, dropped, sorted(set(unwanted) & set(dropped)), handed)
+    log.info("waiting jobs dropped, recordings back to new business_id=%s dropped=%s", business_id, len(dropped))
+    return QueuePurge(business_id, dropped, sorted(unwanted & set(dropped)), handed)
+
+
+def _waiting_batches(client: redis.Redis, business_id: str) -> Iterator[list[str]]:
+    """The oldest waiting jobs, a batch at a time, until none is left (each batch is dropped before the next
+    is read, so the same range keeps bringing new ones); at most as many batches as the jobs waiting when it
+    began need, so requests arriving meanwhile cannot keep it going."""
+    for index in (keys.waiting(business_id), keys.due(business_id)):
+        for _ in range(int(client.zcard(index)) // PURGE_BATCH + 1):
+            batch = [str(c) for c in client.zrange(index, 0, PURGE_BATCH - 1)]
+            if not batch:
+                break
+            yield batch
+            client.zrem(index, *batch)  # a running job purge.lua left alone stays running, out of line
 
 
 @dataclass

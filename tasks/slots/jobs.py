@@ -1,7 +1,9 @@
 """The job registry: one job per (business_id, call_sid), its state in a Redis hash.
 
 ``request_job`` is the dedup point: one Lua script creates the job or returns the existing one, so however many
-requests arrive at once, one Celery message is sent.
+requests arrive at once, one job exists. A new job whose business has a free slot gets it reserved and the
+caller sends its one Celery message; otherwise it parks in arrival order and no message is sent until a slot
+is handed to it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from tasks.slots import keys
 from tasks.slots.scripts import script
 
 RequestMode = Literal["fetch", "stream", "force"]
+#: The live states of a job (Redis only); a finished job is ``ready`` or ``failed`` like its catalog row.
+QUEUED, PROCESSING = "queued", "processing"
 Outcome = Literal["ready", "failed", "retry", "cancel"]
 
 
@@ -53,7 +57,8 @@ class Job:
 
 @dataclass(frozen=True)
 class RequestResult:
-    """What ``request_job`` did: ``enqueued`` (send ``task_id``), ``exists``, ``ready`` or ``failed``."""
+    """What ``request_job`` did: ``enqueued`` (a slot is reserved: send ``task_id``), ``parked`` (it waits for
+    a slot, no message), ``exists``, ``ready`` or ``failed``."""
 
     outcome: str
     task_id: str | None = None
@@ -62,7 +67,7 @@ class RequestResult:
 
 
 def _job_keys(business_id: str, call_sid: str) -> list[str]:
-    return [*keys.business_keys(business_id), keys.job(business_id, call_sid)]
+    return [*keys.business_keys(business_id), keys.job(business_id, call_sid)]  # KEYS[9]: the job
 
 
 def finished_ttl_ms(settings: Settings) -> int:
@@ -83,13 +88,13 @@ def request_job(
     task_id = str(uuid.uuid4())
     reply = script(client, "request")(
         keys=_job_keys(business_id, call_sid),
-        args=[call_sid, task_id, media_url, recording_id, settings.dedup_seconds * 1000,
-              settings.queued_deadline_seconds * 1000, mode],
+        args=[call_sid, task_id, media_url, recording_id, settings.dedup_seconds * 1000, mode,
+              settings.max_concurrent, settings.reservation_seconds * 1000],
     )
     kind = reply[0]
-    if kind == "enqueued":
+    if kind in ("enqueued", "parked"):
         client.sadd(keys.BUSINESSES, business_id)
-        return RequestResult("enqueued", task_id=reply[1], status="queued")
+        return RequestResult(kind, task_id=reply[1] if kind == "enqueued" else None, status=QUEUED)
     if kind == "exists":
         return RequestResult("exists", status=reply[1])
     if kind == "failed":
@@ -112,8 +117,10 @@ def finish_job(
 ) -> bool:
     """Record an attempt's outcome if the attempt still owns the job; False means discard its result.
 
-    ``reopen`` lets the attempt that marked the job ready turn that into a retry or a failure, when it could not
-    store the result it had claimed.
+    A ``retry`` with a ``retry_task_id`` waits for that message (sent with its backoff by the caller); without
+    one, the job goes back in line at its arrival place, and a release hands it a slot. ``reopen`` lets the
+    attempt that marked the job ready turn that into a retry or a failure, when it could not store the result
+    it had claimed. A ``ready`` or ``failed`` job is settled (:func:`settle`) once the catalog records it.
     """
     overdue_ms = int((retry_in_seconds + settings.queued_deadline_seconds) * 1000)
     reply = script(client, "finish")(
@@ -122,6 +129,11 @@ def finish_job(
               "1" if reopen else "0"],
     )
     return bool(reply == "ok")
+
+
+def settle(client: redis.Redis, business_id: str, call_sid: str) -> None:
+    """The catalog has recorded the job's outcome: the sweep need not look at it again."""
+    client.zrem(keys.claimed(business_id), call_sid)
 
 
 def delete_job(client: redis.Redis, business_id: str, call_sid: str) -> bool:

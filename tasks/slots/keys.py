@@ -9,7 +9,7 @@ from __future__ import annotations
 
 PREFIX = "recplay"
 
-#: SET of every business that has ever had a job; the sweeper and ``recplay status`` walk it.
+#: SET of every business that has ever had a job; the sweeper and ``recplay status`` walk it (with SSCAN).
 BUSINESSES = f"{PREFIX}:businesses"
 
 #: HASH of counters the workers bump (downloads by outcome, reclaimed leases...), read by /metrics.
@@ -20,6 +20,13 @@ WORKERS = f"{PREFIX}:workers"
 
 #: Lock key the sweeper holds so that two beats running at once do not sweep together.
 SWEEP_LOCK = f"{PREFIX}:sweep-lock"
+
+#: Set once a sweep has brought back every wanted recording the catalog holds: a Redis that lost its data (or a
+#: new one) lacks it, and the next sweep then reads the catalog's wanted rows once, page by page.
+CATALOG_SYNCED = f"{PREFIX}:catalog-synced"
+
+#: Set once every business's state is in this release's layout (``lua/migrate.lua``).
+LAYOUT_V2 = f"{PREFIX}:layout-v2"
 
 #: Finished jobs keep their Redis state this long after the dedup window, for status and debugging.
 JOB_TTL_GRACE_SECONDS = 24 * 3600
@@ -39,13 +46,13 @@ def holder_info(business_id: str) -> str:
     return f"{tag(business_id)}:holder-info"
 
 
-def parked(business_id: str) -> str:
-    """LIST of call_sids waiting for a slot, oldest first."""
-    return f"{tag(business_id)}:parked"
+def waiting(business_id: str) -> str:
+    """ZSET call_sid -> arrival sequence of the jobs parked for a slot, oldest first (O(log n) in and out)."""
+    return f"{tag(business_id)}:waiting"
 
 
 def fence(business_id: str) -> str:
-    """Counter, INCR'd on every acquire: the fencing token of each attempt."""
+    """Counter: the fence of the business's last attempt; never below Redis TIME (ms) * 10 (lua/lib.lua)."""
     return f"{tag(business_id)}:fence"
 
 
@@ -54,8 +61,30 @@ def limit(business_id: str) -> str:
     return f"{tag(business_id)}:limit"
 
 
-def active_jobs(business_id: str) -> str:
-    """ZSET call_sid -> time (ms) the job last changed, for jobs that are queued or processing."""
+def due(business_id: str) -> str:
+    """ZSET call_sid -> deadline (ms) of a queued job whose message is out without a reserved slot (a retry
+    after its backoff): past it, the sweep puts the job back in line."""
+    return f"{tag(business_id)}:due"
+
+
+def sequence(business_id: str) -> str:
+    """Counter: the arrival number of the business's jobs, their place in line."""
+    return f"{tag(business_id)}:seq"
+
+
+def claimed(business_id: str) -> str:
+    """ZSET call_sid -> when (ms) a job finished (ready or failed) and the catalog had not recorded it yet;
+    removed once it has (``jobs.settle``). The sweep settles what a dead worker left here."""
+    return f"{tag(business_id)}:claimed"
+
+
+def legacy_parked(business_id: str) -> str:
+    """LIST of parked jobs in earlier releases; ``lua/migrate.lua`` empties it into :func:`waiting`."""
+    return f"{tag(business_id)}:parked"
+
+
+def legacy_active(business_id: str) -> str:
+    """ZSET of live jobs in earlier releases; ``lua/migrate.lua`` empties it."""
     return f"{tag(business_id)}:active"
 
 
@@ -70,12 +99,14 @@ def job(business_id: str, call_sid: str) -> str:
 
 
 def business_keys(business_id: str) -> list[str]:
-    """The keys every semaphore script takes, in the order the scripts expect them."""
+    """The keys every semaphore script takes, in the order the scripts expect them (lua/lib.lua)."""
     return [
         holders(business_id),
         holder_info(business_id),
-        parked(business_id),
+        waiting(business_id),
         fence(business_id),
         limit(business_id),
-        active_jobs(business_id),
+        due(business_id),
+        sequence(business_id),
+        claimed(business_id),
     ]

@@ -1,9 +1,10 @@
 """Per-business concurrency slots held as leases in Redis.
 
 Holders live in a sorted set scored by lease expiry, so a crashed worker's slot stops counting the moment its
-lease ends; every operation is one Lua script (``lua/``). A job that finds its business at the limit is parked
-inside the acquire script and its task returns at once; the release that frees a slot hands it to the next
-parked job in the same script, and the caller sends that job's message.
+lease ends; every operation is one Lua script (``lua/``) whose cost is O(log n) in the business's backlog. Jobs
+wait for a slot in a sorted set ordered by arrival: a new job parks there when its business has no free slot
+(or older jobs wait), without a Celery message; the release that frees a slot hands it to the oldest parked job
+in the same script, with a short reservation, and the caller sends that job's message.
 """
 
 from __future__ import annotations
@@ -34,9 +35,7 @@ class Acquired:
 
 @dataclass(frozen=True)
 class Parked:
-    """The business is at its limit: the job waits in Redis, ``position`` jobs ahead of it."""
-
-    position: int
+    """The business is at its limit (or older jobs wait): the job waits in Redis, in arrival order."""
 
 
 @dataclass(frozen=True)
@@ -96,15 +95,13 @@ class BusinessSlots:
 
     def acquire(self, call_sid: str, task_id: str, worker: str) -> Acquisition:
         reply = script(self.client, "acquire")(
-            keys=self.keys,
-            args=[call_sid, task_id, worker, self._lease_ms, self.settings.max_concurrent,
-                  keys.job_prefix(self.business_id)],
+            keys=self.keys, args=[call_sid, task_id, worker, self._lease_ms, self.settings.max_concurrent],
         )
         kind = reply[0]
         if kind == "slot":
             return Acquired(fence=int(reply[1]), attempts=int(reply[2]))
         if kind == "parked":
-            return Parked(position=int(reply[1]))
+            return Parked()
         return Stale(reason=str(reply[1]))
 
     def renew(self, call_sid: str, fence: int) -> bool:
@@ -121,8 +118,7 @@ class BusinessSlots:
         reply = script(self.client, "release")(
             keys=self.keys,
             args=[call_sid, "" if fence is None else fence, self.settings.max_concurrent,
-                  keys.job_prefix(self.business_id), self.settings.reservation_seconds * 1000,
-                  self.settings.queued_deadline_seconds * 1000, new_task_prefix()],
+                  self.settings.reservation_seconds * 1000, new_task_prefix()],
         )
         handed = [(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
         return bool(reply[0]), handed
@@ -151,8 +147,12 @@ class BusinessSlots:
         now = now_ms(self.client)
         return int(self.client.zcount(keys.holders(self.business_id), f"({now}", "+inf"))
 
-    def parked(self) -> list[str]:
-        return [str(c) for c in self.client.lrange(keys.parked(self.business_id), 0, -1)]
+    def parked(self, first: int = 10) -> list[str]:
+        """The ``first`` jobs waiting for a slot, oldest first (never the whole line: it may be long)."""
+        return [str(c) for c in self.client.zrange(keys.waiting(self.business_id), 0, first - 1)]
+
+    def parked_count(self) -> int:
+        return int(self.client.zcard(keys.waiting(self.business_id)))
 
     def holders(self) -> list[Holder]:
         now = now_ms(self.client)

@@ -25,7 +25,7 @@ from tasks.media.store import media_store
 from tasks.settings import Settings
 from tasks.slots import keys
 from tasks.slots.client import get_redis
-from tasks.slots.jobs import finish_job, new_task_id
+from tasks.slots.jobs import finish_job, new_task_id, settle
 from tasks.slots.semaphore import Acquired, BusinessSlots, Parked, slot
 from tasks.worker import held
 
@@ -112,7 +112,7 @@ class Attempt:
         slots = BusinessSlots(client, self.business_id, self.settings)
         with slot(slots, self.call_sid, self.task_id, self.worker, send_handed) as got:
             if isinstance(got, Parked):
-                log.info("parked %s position=%s", self.ctx, got.position)
+                log.info("parked %s", self.ctx)
                 return "parked"
             if not isinstance(got, Acquired):
                 log.info("dropped stale message %s reason=%s", self.ctx, got.reason)
@@ -146,6 +146,7 @@ class Attempt:
         state.recording_id = rec.id
         if rec.state == READY and store.exists(rec.file_path):
             finish_job(client, settings, self.business_id, self.call_sid, got.fence, "ready")
+            settle(client, self.business_id, self.call_sid)
             log.info("already stored, not downloaded again %s", ctx)
             return "ready"
 
@@ -191,6 +192,7 @@ class Attempt:
             finish_job(client, settings, self.business_id, self.call_sid, got.fence, "cancel", reopen=True)
             log.info("recording deleted during the download, result discarded %s", ctx)
             return "cancelled"
+        settle(client, self.business_id, self.call_sid)
         metrics.count_download(client, "ready", state.seconds())
         log.info("ready %s bytes=%s seconds=%.3f", ctx, written.size_bytes, state.seconds())
         return "ready"
@@ -209,15 +211,19 @@ class Attempt:
                 return self._lease_lost(client, ctx, seconds)
             if recording_id is not None:
                 Catalog(settings).mark_failed(recording_id, str(exc), got.attempts)
+            settle(client, self.business_id, self.call_sid)
             metrics.count_download(client, "failed", seconds)
             log.warning("failed %s error=%s", ctx, exc)
             return "failed"
         delay = backoff_seconds(settings, got.attempts, exc.retry_after)
-        task_id = new_task_id()
+        # With a backoff, the retry's message waits in the broker without a slot; without one, the job goes back
+        # in line and the release that follows hands it a slot.
+        task_id = new_task_id() if delay > 0 else ""
         if not finish_job(client, settings, self.business_id, self.call_sid, got.fence, "retry", error=str(exc),
                           retry_task_id=task_id, retry_in_seconds=delay, reopen=reopen):
             return self._lease_lost(client, ctx, seconds)
-        send_download(self.business_id, self.call_sid, task_id, countdown=delay)
+        if task_id:
+            send_download(self.business_id, self.call_sid, task_id, countdown=delay)
         metrics.count_download(client, "retried", seconds)
         log.warning("attempt failed, retry in %.1fs %s error=%s", delay, ctx, exc)
         return "retry"

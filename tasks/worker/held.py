@@ -24,12 +24,12 @@ from typing import Any
 
 import redis
 
-from tasks.dispatch import send_download, send_handed
+from tasks.dispatch import send_handed
 from tasks.ids import is_valid_id
 from tasks.settings import get_settings
 from tasks.slots import keys
 from tasks.slots.client import get_redis
-from tasks.slots.jobs import finish_job, new_task_id
+from tasks.slots.jobs import finish_job
 from tasks.slots.semaphore import BusinessSlots, parse_holder_info
 
 log = logging.getLogger(__name__)
@@ -131,14 +131,11 @@ def give_up_task(task_id: str, business_id: str, call_sid: str, reason: str) -> 
 
 def _requeue_and_release(slot: HeldSlot, task_id: str, reason: str) -> None:
     client, settings = get_redis(), get_settings()
-    retry_task_id = new_task_id()
-    # Requeue first: while the slot is still held nobody else can take this job's turn; the fence makes this a
-    # no-op when the attempt is no longer the job's current one.
+    # Requeue first: the job goes back in line at its arrival place (the fence makes this a no-op when the
+    # attempt is no longer the job's current one), then the release hands the slot to the oldest in line.
     requeued = finish_job(client, settings, slot.business_id, slot.call_sid, slot.fence, "retry",
-                          error=f"attempt given up: {reason}", retry_task_id=retry_task_id)
+                          error=f"attempt given up: {reason}")
     released, handed = BusinessSlots(client, slot.business_id, settings).release(slot.call_sid, slot.fence)
-    if requeued:
-        send_download(slot.business_id, slot.call_sid, retry_task_id)
     if handed:
         send_handed(slot.business_id, handed)
     log.warning("gave up a slot business_id=%s call_sid=%s task_id=%s fence=%s reason=%s requeued=%s "

@@ -1,11 +1,16 @@
 -- lib.lua: helpers prepended to every semaphore script (tasks/slots/scripts.py joins them).
--- Every script that uses these takes the same KEYS, all tagged with {business_id}:
---   KEYS[1] holders      ZSET  call_sid -> lease expiry (ms, Redis TIME)
+-- Every script that uses these takes the same KEYS, all tagged with {business_id} (tasks/slots/keys.py):
+--   KEYS[1] holders      ZSET  call_sid -> lease expiry (ms, Redis TIME); a reservation's too. Expired members
+--                              no longer count; only the sweep removes them (it requeues or re-parks their job)
 --   KEYS[2] holder-info  HASH  call_sid -> "fence|task_id|worker" ("" worker = a reservation)
---   KEYS[3] parked       LIST  call_sids waiting for a slot, oldest first
---   KEYS[4] fence        counter, INCR'd for every attempt
+--   KEYS[3] waiting      ZSET  call_sid -> arrival sequence: the parked jobs, oldest first
+--   KEYS[4] fence        counter: the fence of the last attempt (never below Redis TIME * 10)
 --   KEYS[5] limit        the business's own limit (absent = default)
---   KEYS[6] active       ZSET  call_sid -> last change (ms) of jobs queued or processing
+--   KEYS[6] due          ZSET  call_sid -> deadline (ms) of a queued job whose message is out without a slot
+--   KEYS[7] seq          counter: the arrival sequence of the business's jobs
+--   KEYS[8] claimed      ZSET  call_sid -> when (ms) a job finished (ready or failed) before the catalog knew
+-- Job hashes are built from KEYS[1] (job_key_of), so they share its hash tag: every key a script touches is
+-- in the business's Redis Cluster slot. No helper reads a whole set: each costs O(log n) in the backlog.
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -18,21 +23,10 @@ local function business_limit(default_limit)
   return own
 end
 
--- "fence|task_id|worker" -> fence, task_id, worker
+-- "fence|task_id|worker" -> fence, task_id, worker (tasks/slots/semaphore.py owns the same format)
 local function parse_info(info)
   local fence, task_id, worker = string.match(info, '^([^|]*)|([^|]*)|(.*)$')
   return fence, task_id, worker
-end
-
--- The next fence of this business. A missing counter starts from Redis TIME (milliseconds * 10), so a Redis that
--- lost its data (flushed, or restarted empty) never hands out a fence that an attempt from before the loss may
--- still hold: fences only grow, as long as a business took fewer than 10 slots a millisecond on average since
--- its counter started. The values stay below 1e14 (until the year 2286), so Lua prints them as plain integers.
-local function next_fence(now)
-  if redis.call('EXISTS', KEYS[4]) == 0 then
-    redis.call('SET', KEYS[4], string.format('%d', now * 10))
-  end
-  return redis.call('INCR', KEYS[4])
 end
 
 -- The job hash of call_sid: its key is the holders key with "holders" replaced by "job:" .. call_sid.
@@ -40,61 +34,75 @@ local function job_key_of(call_sid)
   return string.sub(KEYS[1], 1, -8) .. 'job:' .. call_sid
 end
 
--- Expired leases stop counting: drop them. The job of an expired running attempt stays `processing` with no
--- holder, which the sweeper sees and requeues. An expired reservation means the hand-off message was lost (or
--- is very late): its job goes back to the head of the parked list, to be handed the next free slot with a new
--- task id (the late message, if it comes, is then stale).
--- Returns (leases dropped, reservations re-parked).
-local function drop_expired(now)
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-  local leases, reparked = 0, 0
-  for i = #expired, 1, -1 do
-    local call_sid = expired[i]
-    local info = redis.call('HGET', KEYS[2], call_sid)
-    redis.call('ZREM', KEYS[1], call_sid)
-    redis.call('HDEL', KEYS[2], call_sid)
-    local reservation = false
-    if info then
-      local _, task_id, worker = parse_info(info)
-      if worker == '' then
-        local job_key = job_key_of(call_sid)
-        local job = redis.call('HMGET', job_key, 'status', 'task_id')
-        if job[1] == 'queued' and job[2] == task_id then
-          reservation = true
-          redis.call('LREM', KEYS[3], 0, call_sid)
-          redis.call('LPUSH', KEYS[3], call_sid)
-          redis.call('HSET', job_key, 'parked', '1')
-        end
-      end
-    end
-    if reservation then reparked = reparked + 1 else leases = leases + 1 end
+-- The next fence of this business: above the last one, and above Redis TIME (ms) * 10. A Redis restored
+-- from an older snapshot, or a promoted replica that lagged, forgets the fences it handed out last; the clock
+-- does not, so every new fence is above every earlier one as long as a business took fewer than 10 slots a
+-- millisecond on average. The values stay below 1e14 (until the year 2286), exact in Lua's doubles.
+local function next_fence(now)
+  local last = tonumber(redis.call('GET', KEYS[4])) or 0
+  if last < now * 10 then
+    redis.call('SET', KEYS[4], string.format('%d', now * 10))  -- behind the clock: restored, or first use
   end
-  return leases, reparked
+  return redis.call('INCR', KEYS[4])
 end
 
--- Hand free slots to parked jobs: each gets a short reservation lease and a new task id; the caller sends a
--- Celery message for each. Task ids are task_prefix .. "." .. n, unique per call.
+-- Slots held now: leases and reservations not yet expired. O(log n).
+local function live_holders(now)
+  return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+end
+
+-- Whether a job that arrived as number `seq` may take a free slot now: one is free, and no older job waits.
+local function may_take_slot(now, default_limit, seq)
+  if live_holders(now) >= business_limit(default_limit) then return false end
+  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  return oldest[1] == nil or tonumber(seq) <= tonumber(oldest[2])
+end
+
+-- Park a queued job in arrival order (its place is its sequence number, kept through retries and re-parks).
+local function park(call_sid, job_key, seq)
+  redis.call('ZADD', KEYS[3], seq, call_sid)
+  redis.call('ZREM', KEYS[6], call_sid)
+  redis.call('HSET', job_key, 'parked', '1')
+end
+
+-- Reserve a slot for a queued job's task: a short lease the task turns into its own when it starts. If the
+-- message is lost, the reservation expires by itself and the sweep parks the job again.
+local function reserve(now, call_sid, job_key, task_id, reservation_ms)
+  local fence = next_fence(now)
+  redis.call('ZADD', KEYS[1], now + reservation_ms, call_sid)
+  redis.call('HSET', KEYS[2], call_sid, fence .. '|' .. task_id .. '|')
+  redis.call('ZREM', KEYS[3], call_sid)
+  redis.call('ZREM', KEYS[6], call_sid)
+  redis.call('HSET', job_key, 'task_id', task_id, 'parked', '0', 'queued_at', now)
+end
+
+-- Hand free slots to the oldest parked jobs: each gets a reservation and a new task id; the caller sends a
+-- Celery message for each. Task ids are task_prefix .. "." .. n, unique per call. Nothing parked: one ZCARD.
 -- Returns a flat list {call_sid, task_id, ...}.
-local function hand_off(now, default_limit, job_prefix, reservation_ms, deadline_ms, task_prefix)
+local function hand_off(now, default_limit, reservation_ms, task_prefix)
   local handed = {}
-  local free = business_limit(default_limit) - redis.call('ZCARD', KEYS[1])
+  if redis.call('ZCARD', KEYS[3]) == 0 then return handed end
+  local free = business_limit(default_limit) - live_holders(now)
   while free > 0 do
-    local call_sid = redis.call('LPOP', KEYS[3])
-    if not call_sid then break end
-    local job_key = job_prefix .. call_sid
+    local popped = redis.call('ZPOPMIN', KEYS[3])
+    if popped[1] == nil then break end
+    local call_sid = popped[1]
+    local job_key = job_key_of(call_sid)
     -- A parked job may have been deleted or purged meanwhile: skip it without spending a slot.
-    if redis.call('HGET', job_key, 'status') == 'queued' and redis.call('HGET', job_key, 'parked') == '1' then
+    if redis.call('HGET', job_key, 'status') == 'queued' then
       local task_id = task_prefix .. '.' .. (#handed / 2 + 1)
-      local fence = next_fence(now)
-      redis.call('ZADD', KEYS[1], now + reservation_ms, call_sid)
-      redis.call('HSET', KEYS[2], call_sid, fence .. '|' .. task_id .. '|')
-      redis.call('HSET', job_key, 'task_id', task_id, 'parked', '0', 'queued_at', now,
-        'deadline', now + deadline_ms)
-      redis.call('ZADD', KEYS[6], now, call_sid)
+      reserve(now, call_sid, job_key, task_id, reservation_ms)
       table.insert(handed, call_sid)
       table.insert(handed, task_id)
       free = free - 1
     end
   end
   return handed
+end
+
+-- Put a job that lost its attempt back in line at its arrival place, as `queued` (a new attempt will run).
+local function requeue(now, call_sid, job_key, error)
+  -- No message is valid until a hand-off names a new task id: a late redelivery of the old one is stale.
+  redis.call('HSET', job_key, 'status', 'queued', 'task_id', '', 'worker', '', 'error', error, 'queued_at', now)
+  park(call_sid, job_key, redis.call('HGET', job_key, 'seq') or 0)
 end

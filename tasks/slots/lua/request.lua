@@ -1,12 +1,14 @@
--- request.lua: create the job or return the one that exists (the dedup point: N concurrent requests, one message).
--- KEYS: as lib.lua, then KEYS[7] the job hash.
+-- request.lua: create the job or return the one that exists (the dedup point: N concurrent requests, one job).
+-- A new job takes a reserved slot when its business has one free and nobody older waits: the caller sends its
+-- one Celery message. Otherwise it parks at once, without a message: the broker only holds work that can run.
+-- KEYS: as lib.lua, then KEYS[9] the job hash.
 -- ARGV[1] call_sid   ARGV[2] new task id   ARGV[3] media_url   ARGV[4] catalog recording id
--- ARGV[5] dedup window in ms   ARGV[6] dispatch deadline in ms
--- ARGV[7] mode: "fetch" (a failed job gets a new attempt), "stream" (a failed job stays failed),
---               "force" (the store lost the file: run even inside the dedup window)
--- Returns {"enqueued", task_id} | {"exists", status} | {"ready"} | {"failed", error}.
-local call_sid, task_id, mode = ARGV[1], ARGV[2], ARGV[7]
-local job_key = KEYS[7]
+-- ARGV[5] dedup window in ms   ARGV[6] mode: "fetch" (a failed job gets a new attempt), "stream" (a failed job
+--         stays failed), "force" (the store lost the file: run even inside the dedup window)
+-- ARGV[7] default limit   ARGV[8] reservation in ms
+-- Returns {"enqueued", task_id} | {"parked"} | {"exists", status} | {"ready"} | {"failed", error}.
+local call_sid, task_id, mode = ARGV[1], ARGV[2], ARGV[6]
+local job_key = KEYS[9]
 local now = now_ms()
 local job = redis.call('HMGET', job_key, 'status', 'done_at', 'error', 'recording_id')
 local status = job[1]
@@ -19,10 +21,15 @@ if status == 'ready' and mode ~= 'force' and now - tonumber(job[2] or 0) < tonum
 end
 if status == 'failed' and mode == 'stream' then return {'failed', job[3] or ''} end
 
-if not status then redis.call('DEL', job_key) end
-redis.call('HSET', job_key, 'status', 'queued', 'task_id', task_id, 'media_url', ARGV[3],
-  'recording_id', ARGV[4], 'attempts', 0, 'error', '', 'parked', '0', 'fence', '', 'worker', '',
-  'queued_at', now, 'deadline', now + tonumber(ARGV[6]), 'created_at', now)
-redis.call('PERSIST', job_key)
-redis.call('ZADD', KEYS[6], now, call_sid)
-return {'enqueued', task_id}
+local seq = redis.call('INCR', KEYS[7])
+redis.call('DEL', job_key)
+redis.call('ZREM', KEYS[8], call_sid)
+redis.call('HSET', job_key, 'status', 'queued', 'task_id', '', 'media_url', ARGV[3], 'recording_id', ARGV[4],
+  'attempts', 0, 'error', '', 'parked', '0', 'fence', '', 'worker', '', 'queued_at', now, 'created_at', now,
+  'seq', seq)
+if may_take_slot(now, ARGV[7], seq) then
+  reserve(now, call_sid, job_key, task_id, tonumber(ARGV[8]))
+  return {'enqueued', task_id}
+end
+park(call_sid, job_key, seq)
+return {'parked'}
