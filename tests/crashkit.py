@@ -110,13 +110,15 @@ def whole_files(settings: Any, business_id: str) -> list[str]:
     return [name for name in media_files(settings, business_id) if not name.startswith(".")]
 
 
-def queued_messages(rclient: Any, queue: str = "recplay") -> list[tuple[str, str, list[Any]]]:
-    """The (task name, task id, args) of every message waiting in a broker queue, oldest first."""
+def queued_messages(rclient: Any, queues: tuple[str, ...] = ("recplay-handoff", "recplay"),
+                    ) -> list[tuple[str, str, list[Any]]]:
+    """The (task name, task id, args) of every message waiting in the broker's download queues (hand-offs
+    first, as workers read them), oldest first."""
     import base64
     import json
 
     found = []
-    for raw in reversed(rclient.lrange(queue, 0, -1)):
+    for raw in [m for queue in queues for m in reversed(rclient.lrange(queue, 0, -1))]:
         message = json.loads(raw)
         headers = message["headers"]
         body = json.loads(base64.b64decode(message["body"]))

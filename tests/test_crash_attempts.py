@@ -174,11 +174,14 @@ def test_a_slot_a_task_left_behind_is_given_up_its_job_requeued_and_the_slot_pas
 
     assert held.give_up(task_a, "test") is True
 
+    # The job goes back in line at its arrival place, ahead of CP0, which arrived after it: the slot given up
+    # is handed straight back to it, with a new message; CP0 keeps waiting.
     job = get_job(rclient, BIZ, "CA0")
     assert (job.status, job.attempts) == ("queued", 1)
-    assert queued_task_ids(rclient, "CA0")[-1] == job.task_id
-    handed = holder_of(rclient, BIZ, "CP0")
-    assert handed.worker == "" and queued_task_ids(rclient, "CP0")[-1] == handed.task_id
+    handed = holder_of(rclient, BIZ, "CA0")
+    assert handed.worker == "" and handed.task_id == job.task_id != task_a
+    assert job.task_id in queued_task_ids(rclient, "CA0")
+    assert slots.parked() == ["CP0"] and queued_task_ids(rclient, "CP0") == []
     assert held.held() == {}
     assert held.give_up(task_a, "again") is False
 
@@ -191,8 +194,9 @@ def test_a_slot_held_by_a_pool_child_is_found_by_its_task_id_and_given_up(rclien
     assert held.give_up_task("some-other-task", BIZ, "CA0", "test") is False
     assert held.give_up_task(task_id, BIZ, "CA0", "test") is True
 
-    assert get_job(rclient, BIZ, "CA0").status == "queued"
-    assert slots.active() == 0
+    job = get_job(rclient, BIZ, "CA0")
+    assert job.status == "queued" and job.task_id != task_id
+    assert [(h.call_sid, h.reserved, h.task_id) for h in slots.holders()] == [("CA0", True, job.task_id)]
 
 
 def test_a_late_give_up_never_touches_a_job_that_moved_on(rclient, settings):

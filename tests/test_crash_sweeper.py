@@ -31,7 +31,7 @@ def wanted(rclient, settings, call_sid, business_id=BIZ):
 
 def drain(rclient):
     """Forget the messages sent so far (no worker runs here): what the sweep sends is what is left after."""
-    rclient.delete("recplay")
+    rclient.delete("recplay", "recplay-handoff")
 
 
 def expire(rclient, call_sid, business_id=BIZ):
@@ -102,25 +102,31 @@ def test_a_lost_hand_off_keeps_its_place_at_the_head_of_the_line(rclient, settin
     take(rclient, settings, "CP0")
     take(rclient, settings, "CP1")
     assert finish_job(rclient, settings, BIZ, "CA0", holder.fence, "ready")
-    assert [c for c, _ in slots.release("CA0", holder.fence)[1]] == ["CP0"]
+    [(handed, lost_task)] = slots.release("CA0", holder.fence)[1]
+    assert handed == "CP0"
     expire(rclient, "CP0")
 
-    # When a new job takes the slot the expired reservation left free
+    # When a new job asks while the expired reservation leaves the slot free, it does not jump the line
     newcomer, _ = take(rclient, settings, "CN")
-    assert isinstance(newcomer, Acquired)
+    assert isinstance(newcomer, Parked)
 
-    # Then the job whose hand-off was lost is back at the head of the line, and is handed the next slot
-    assert slots.parked() == ["CP0", "CP1"]
-    assert finish_job(rclient, settings, BIZ, "CN", newcomer.fence, "ready")
-    assert [c for c, _ in slots.release("CN", newcomer.fence)[1]] == ["CP0"]
+    # Then the sweep puts the job whose hand-off was lost back at the head of the line and hands it the slot
+    drain(rclient)
+    report = sweep(rclient, settings)
+    assert report.reparked == 1 and report.dispatched == [(BIZ, "CP0")]
+    assert slots.parked() == ["CP1", "CN"]
+    [new_task] = queued_task_ids(rclient, "CP0")
+    assert new_task != lost_task
+    assert isinstance(slots.acquire("CP0", lost_task, "w1"), Stale)
+    assert isinstance(slots.acquire("CP0", new_task, "w1"), Acquired)
 
 
-def test_a_job_stuck_in_queued_past_its_deadline_is_dispatched_again(rclient, settings):
+def test_a_request_whose_message_was_lost_is_dispatched_again_when_its_reservation_runs_out(rclient, settings):
     lost_task = wanted(rclient, settings, "CA1")
     drain(rclient)  # the message was lost
     assert not sweep(rclient, settings).did_anything
 
-    rclient.hset(keys.job(BIZ, "CA1"), "deadline", 1)
+    expire(rclient, "CA1")  # the slot reserved for it runs out
     report = sweep(rclient, settings)
 
     assert report.dispatched == [(BIZ, "CA1")]
@@ -128,6 +134,23 @@ def test_a_job_stuck_in_queued_past_its_deadline_is_dispatched_again(rclient, se
     assert new_task != lost_task
     assert get_job(rclient, BIZ, "CA1").task_id == new_task
     assert isinstance(BusinessSlots(rclient, BIZ, settings).acquire("CA1", lost_task, "w1"), Stale)
+
+
+def test_a_retry_whose_message_is_overdue_goes_back_in_line(rclient, settings):
+    got, _ = take(rclient, settings, "CA1")
+    assert finish_job(rclient, settings, BIZ, "CA1", got.fence, "retry", error="503", retry_task_id="t-retry",
+                      retry_in_seconds=30)
+    BusinessSlots(rclient, BIZ, settings).release("CA1", got.fence)
+    drain(rclient)
+    assert not sweep(rclient, settings).did_anything  # its message waits out its backoff
+
+    rclient.zadd(keys.due(BIZ), {"CA1": 1})  # the backoff and the deadline passed: the message was lost
+    report = sweep(rclient, settings)
+
+    assert report.dispatched == [(BIZ, "CA1")]
+    [new_task] = queued_task_ids(rclient, "CA1")
+    assert isinstance(BusinessSlots(rclient, BIZ, settings).acquire("CA1", "t-retry", "w1"), Stale)
+    assert isinstance(BusinessSlots(rclient, BIZ, settings).acquire("CA1", new_task, "w1"), Acquired)
 
 
 def test_a_job_that_lost_its_worker_on_its_last_attempt_is_failed(rclient, settings):
@@ -151,7 +174,7 @@ def test_two_sweeps_at_once_requeue_rehand_and_rerequest_each_job_exactly_once(r
         take(rclient, settings, f"E{i}")
     for i in range(2):
         wanted(rclient, settings, f"Q{i}")
-        rclient.hset(keys.job(BIZ, f"Q{i}"), "deadline", 1)
+        expire(rclient, f"Q{i}")  # the slot reserved for it ran out: its message was lost
     for i in range(2):
         wanted(rclient, settings, f"F{i}")
         rclient.delete(keys.job(BIZ, f"F{i}"))
@@ -171,11 +194,16 @@ def test_two_sweeps_at_once_requeue_rehand_and_rerequest_each_job_exactly_once(r
 
     # Then each job was requeued, re-handed or re-requested by exactly one of them, with one message each
     done = Counter(c for r in reports for _, c in r.dispatched + r.rerequested)
-    assert done == Counter(["E0", "E1", "E2", "Q0", "Q1", "F0", "F1", "P"])
+    assert done == Counter(["E0", "E1", "E2", "F0", "F1", "P"])
     assert sum(r.reclaimed for r in reports) == 3
-    assert sum(r.reparked for r in reports) == 1
-    for business_id, call_sid in [(BIZ, c) for c in ("E0", "E1", "E2", "Q0", "Q1", "F0", "F1")] + [("biz2", "P")]:
+    assert sum(r.reparked for r in reports) == 3  # P's hand-off and Q0's and Q1's reservations
+    for business_id, call_sid in [(BIZ, c) for c in ("E0", "E1", "E2")] + [("biz2", "P")]:
         assert queued_task_ids(rclient, call_sid) == [get_job(rclient, business_id, call_sid).task_id]
+    # The slots the requeued jobs took were the business's free ones: the lost requests wait in line, once each,
+    # ahead of the re-requested ones (they arrived first), without a message until a slot is handed to them.
+    slots = BusinessSlots(rclient, BIZ, settings)
+    assert slots.parked() == ["Q0", "Q1", "F0", "F1"]
+    assert [queued_task_ids(rclient, c) for c in ("Q0", "Q1", "F0", "F1")] == [[], [], [], []]
     # And a sweep after them has nothing left to do
     assert not sweep(rclient, settings).did_anything
 
@@ -198,7 +226,7 @@ def test_a_result_claimed_in_redis_but_never_stored_is_fetched_again_after_one_l
 
     # Then a sweep within a lease leaves it to the worker, one after its lease ran out fetches it again
     assert not sweep(rclient, settings).did_anything
-    rclient.hset(keys.job(BIZ, "CA1"), "done_at", 1)
+    rclient.zadd(keys.claimed(BIZ), {"CA1": 1})  # claimed a lease ago (and more)
     expire(rclient, "CA1")
     report = sweep(rclient, settings)
 
@@ -212,7 +240,7 @@ def test_a_claimed_result_is_left_to_its_worker_while_it_renews_its_lease_howeve
     # Given a worker that marked its job ready a long time ago and is still storing the result (its lease live)
     got, _ = take(rclient, settings, "CA1")
     assert finish_job(rclient, settings, BIZ, "CA1", got.fence, "ready")
-    rclient.hset(keys.job(BIZ, "CA1"), "done_at", 1)
+    rclient.zadd(keys.claimed(BIZ), {"CA1": 1})  # claimed a lease ago (and more)
     drain(rclient)
 
     # Then the sweeper does not fetch it again
@@ -246,7 +274,9 @@ def test_forgotten_jobs_are_found_on_every_page_of_the_catalog(rclient, settings
     report = sweep(rclient, settings)
 
     assert sorted(c for _, c in report.rerequested) == [f"CA{i}" for i in range(7)]
-    assert len(queued_messages(rclient)) == 7
+    # Each got its slot back (the reservation of its earlier life is void), up to the limit; the rest wait.
+    assert len(queued_messages(rclient)) == settings.max_concurrent == 5
+    assert BusinessSlots(rclient, BIZ, settings).parked() == ["CA5", "CA6"]
 
 
 @pytest.mark.parametrize("status", ["queued", "processing"])

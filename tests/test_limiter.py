@@ -123,6 +123,21 @@ def test_a_release_without_an_outcome_puts_the_job_back_in_line(slots, rclient, 
     assert isinstance(again, Acquired) and again.attempts == 2 and again.fence > got.fence
 
 
+def test_a_reservation_made_under_a_higher_limit_never_takes_a_business_over_its_workers_limit(rclient, settings):
+    """A process that reserves with another default limit than the workers' (a configuration drift) cannot push
+    a business over the limit the acquiring worker knows: the extra reservations park."""
+    import dataclasses
+
+    api_side = dataclasses.replace(settings, max_concurrent=5)
+    worker_side = BusinessSlots(rclient, BIZ, dataclasses.replace(settings, max_concurrent=2))
+    reserved = [request_job(rclient, api_side, BIZ, f"CA{i}", media_url="http://h/x", recording_id=1)
+                for i in range(5)]
+    assert [r.outcome for r in reserved] == ["enqueued"] * 5
+    got = [worker_side.acquire(f"CA{i}", r.task_id, "w1") for i, r in enumerate(reserved)]
+    assert [type(g) for g in got] == [Acquired, Acquired, Parked, Parked, Parked]
+    assert worker_side.active() == 2 and worker_side.parked() == ["CA2", "CA3", "CA4"]
+
+
 def test_businesses_stay_independent(rclient, settings):
     full = BusinessSlots(rclient, "busy", settings)
     for i in range(5):
@@ -226,7 +241,7 @@ def test_fences_stay_above_every_earlier_one_after_a_restore_from_an_older_snaps
 def test_every_key_a_script_touches_is_in_its_business_hash_slot():
     """Scripts name keys only through KEYS[n] or job_key_of (which derives from KEYS[1] and its hash tag), and
     every key the key module builds for a business carries the business's tag."""
-    calls = re.compile(r"redis\.call\('([A-Z]+)',\s*(job_key_of\([a-z_]+\)|[^,)]+)")
+    calls = re.compile(r"redis\.call\('([A-Z]+)',\s*(job_key_of\([a-z_\[\]0-9]+\)|[^,)]+)")
     keyless = {"TIME"}
     offenders = []
     for path in sorted(LUA_DIR.glob("*.lua")):
@@ -234,9 +249,13 @@ def test_every_key_a_script_touches_is_in_its_business_hash_slot():
             first = first.strip()
             if command in keyless:
                 continue
-            if not (re.fullmatch(r"KEYS\[\d+\]", first) or first in {"job_key", "job_key_of(call_sid)"}):
+            if not (re.fullmatch(r"KEYS\[\d+\]", first) or first == "job_key" or first.startswith("job_key_of(")):
                 offenders.append(f"{path.name}: {command} {first}")
     assert offenders == []
+    # ...and a variable named job_key only ever holds KEYS[9] or job_key_of(...).
+    for path in sorted(LUA_DIR.glob("*.lua")):
+        for value in re.findall(r"local job_key = ([^\n]+)", path.read_text()):
+            assert value.strip() == "KEYS[9]" or value.startswith("job_key_of("), (path.name, value)
     assert "string.sub(KEYS[1], 1, -8) .. 'job:'" in (LUA_DIR / "lib.lua").read_text()
     business = "bizTag"
     tagged = [keys.job(business, "CA1"), keys.job_prefix(business), *keys.business_keys(business),

@@ -96,8 +96,8 @@ def test_purge_stuck_frees_a_business_held_by_a_killed_worker(api_for, provider,
     assert len(released) == LIMIT
     assert all("not answering a ping" in r["reason"] for r in dry["plan"]["release"])
     actions = sorted((j["action"], j["call_sid"]) for j in dry["plan"]["jobs"])
-    parked_first = rclient.zrange(keys.waiting(BIZ), 0, LIMIT - 1)
-    assert actions == sorted([("requeue", c) for c in released] + [("hand-off", c) for c in parked_first])
+    # The requeued jobs arrived before every parked one: the freed slots go back to them first.
+    assert actions == sorted([("requeue", c) for c in released] + [("hand-off", c) for c in released])
     assert "Dry run: nothing changed." in readable
     assert sum(1 for line in readable.splitlines() if line.strip().startswith("release slot")) == LIMIT
 
@@ -106,7 +106,7 @@ def test_purge_stuck_frees_a_business_held_by_a_killed_worker(api_for, provider,
     done = json.loads(run_cli("purge-stuck", "--json", "--ping-timeout", "1").stdout)
     assert plan_items(done["plan"]) == plan_items(dry["plan"])
     assert sorted(e["call_sid"] for e in done["done"]["evicted"]) == released
-    assert len(done["done"]["dispatched"]) == 2 * LIMIT  # 2 requeued, 2 parked jobs handed the freed slots
+    assert len(done["done"]["dispatched"]) == LIMIT  # the 2 requeued jobs, handed the freed slots
     for i in range(JOBS):
         assert api.wait_status(f"r{i}", {"ready", "failed"}, 30)["status"] == "ready"
     repaired_in = time.monotonic() - started
@@ -179,7 +179,7 @@ def test_purge_stuck_sends_again_a_job_whose_message_was_lost(api_for, provider,
     from tasks.settings import get_settings, reset_settings
     from tasks.slots.jobs import request_job
 
-    monkeypatch.setenv("RECPLAY_QUEUED_DEADLINE_SECONDS", "1")
+    monkeypatch.setenv("RECPLAY_RESERVATION_SECONDS", "1")
     reset_settings()
     settings = get_settings()
     procs.worker(concurrency=2)
@@ -190,14 +190,15 @@ def test_purge_stuck_sends_again_a_job_whose_message_was_lost(api_for, provider,
     Catalog(settings).mark_wanted(rec.id)
     assert request_job(rclient, settings, "lost", "CAlost", media_url=rec.media_url, recording_id=rec.id
                        ).outcome == "enqueued"
-    deadline = int(rclient.hget(keys.job("lost", "CAlost"), "deadline"))
-    wait_for(lambda: rclient.time()[0] * 1000 > deadline, 10, "the job's dispatch deadline to pass")
+    reserved_until = int(rclient.zscore(keys.holders("lost"), "CAlost"))
+    wait_for(lambda: rclient.time()[0] * 1000 > reserved_until, 10, "the slot reserved for its message to run out")
     assert api.state("CAlost") == "queued"
 
-    # When the operator runs purge-stuck, the plan names it overdue and its message is sent again.
+    # When the operator runs purge-stuck, the plan names its reservation expired, puts it back in line and hands
+    # it the slot again, with a new message.
     plan = json.loads(run_cli("purge-stuck", "--dry-run", "--json").stdout)["plan"]
-    assert [(j["action"], j["call_sid"]) for j in plan["jobs"]] == [("redispatch", "CAlost")]
-    assert plan["release"] == []
+    assert [(j["action"], j["call_sid"]) for j in plan["jobs"]] == [("repark", "CAlost"), ("hand-off", "CAlost")]
+    assert [(r["call_sid"], r["worker"]) for r in plan["release"]] == [("CAlost", None)]
     done = json.loads(run_cli("purge-stuck", "--json").stdout)["done"]
     assert done["dispatched"] == [{"business_id": "lost", "call_sid": "CAlost"}]
 

@@ -10,6 +10,20 @@ local lease_ms, default_limit = tonumber(ARGV[4]), ARGV[5]
 local job_key = job_key_of(call_sid)
 local now = now_ms()
 
+-- Whether turning a reservation into a lease keeps the business within its limit. Reservations are made within
+-- it, so this only counts leases when there are more live holders than the limit: a process that reserved knew
+-- a higher default limit than this worker (configuration drift). O(limit) then, O(log n) otherwise.
+local function within_limit(now, default_limit)
+  local limit = business_limit(default_limit)
+  if live_holders(now) <= limit then return true end
+  local leases = 0
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+    local _, _, holder = parse_info(redis.call('HGET', KEYS[2], member) or '||')
+    if holder ~= '' then leases = leases + 1 end
+  end
+  return leases < limit
+end
+
 local job = redis.call('HMGET', job_key, 'status', 'task_id', 'seq')
 if job[1] ~= 'queued' then return {'stale', 'status ' .. tostring(job[1])} end
 if job[2] ~= task_id then return {'stale', 'superseded by ' .. tostring(job[2])} end
@@ -19,10 +33,11 @@ local info = redis.call('HGET', KEYS[2], call_sid)
 if info then
   local held_fence, held_task, held_worker = parse_info(info)
   local expiry = tonumber(redis.call('ZSCORE', KEYS[1], call_sid) or 0)
-  if held_task == task_id and held_worker == '' and expiry > now then
+  if held_task == task_id and held_worker == '' and expiry > now and within_limit(now, default_limit) then
     fence = held_fence  -- the reservation made for this task
   else
-    -- An expired reservation, or a superseded attempt of this same job: either way the slot is void.
+    -- An expired reservation, one over the limit (a process that reserved it knew another limit), or a
+    -- superseded attempt of this same job: either way the slot is void.
     redis.call('ZREM', KEYS[1], call_sid)
     redis.call('HDEL', KEYS[2], call_sid)
   end

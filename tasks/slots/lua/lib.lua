@@ -52,10 +52,18 @@ local function live_holders(now)
 end
 
 -- Whether a job that arrived as number `seq` may take a free slot now: one is free, and no older job waits.
+-- A head of the line whose job is gone (its state lost) is dropped on the way, a few at most per call.
 local function may_take_slot(now, default_limit, seq)
   if live_holders(now) >= business_limit(default_limit) then return false end
-  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  return oldest[1] == nil or tonumber(seq) <= tonumber(oldest[2])
+  for _ = 1, 8 do
+    local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+    if oldest[1] == nil then return true end
+    if redis.call('HGET', job_key_of(oldest[1]), 'status') == 'queued' then
+      return tonumber(seq) <= tonumber(oldest[2])
+    end
+    redis.call('ZREM', KEYS[3], oldest[1])
+  end
+  return false
 end
 
 -- Park a queued job in arrival order (its place is its sequence number, kept through retries and re-parks).

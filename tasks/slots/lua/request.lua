@@ -22,6 +22,12 @@ end
 if status == 'failed' and mode == 'stream' then return {'failed', job[3] or ''} end
 
 local seq = redis.call('INCR', KEYS[7])
+local info = redis.call('HGET', KEYS[2], call_sid)
+if info and select(3, parse_info(info)) == '' then
+  -- A slot reserved for this job's earlier life (its state was lost, or it was registered again): void.
+  redis.call('ZREM', KEYS[1], call_sid)
+  redis.call('HDEL', KEYS[2], call_sid)
+end
 redis.call('DEL', job_key)
 redis.call('ZREM', KEYS[8], call_sid)
 redis.call('HSET', job_key, 'status', 'queued', 'task_id', '', 'media_url', ARGV[3], 'recording_id', ARGV[4],

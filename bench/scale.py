@@ -1,0 +1,247 @@
+"""Scenario 7, scale: the limiter's cost with a large backlog, inside Redis.
+
+One business with 100,000 parked jobs (limit 5, five running), against the same business with 10 parked: the
+time inside Redis (SLOWLOG, threshold 0) of each slot operation a download makes (renew, finish, release with
+its hand-off, the acquire that turns the hand-off's reservation into a lease), of parking a new request, and of
+one sweep call (nothing due, and one expired lease to requeue), as ratios of the large backlog to the small.
+Then 10,000 businesses with 10 parked each: the redis-server CPU time of one full sweep pass (``sweep()``, as
+beat runs it every ``RECPLAY_SWEEP_SECONDS``), as a share of one core at the default period. During every sweep
+a second connection PINGs Redis back to back: the worst round trip is what any other client could wait.
+The largest single script call is the longest SLOWLOG entry of the whole run, filling included.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from typing import Any
+
+import psutil
+
+from bench import harness
+from bench.scenario import Goal, Metric, Scenario, Values, at_most
+
+RUNNING = 5
+SMALL = 10
+CYCLES = 200
+FILL_BATCH = 1000
+
+
+class Pinger:
+    """PINGs Redis back to back on its own connection; keeps the worst round trip."""
+
+    def __init__(self, port: int) -> None:
+        import redis
+
+        self.client = redis.Redis(port=port)
+        self.worst = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Pinger:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            self.client.ping()
+            self.worst = max(self.worst, time.perf_counter() - started)
+
+
+def _fill(client: Any, settings: Any, business_id: str, first: int, count: int) -> None:
+    """Request ``count`` jobs of ``business_id`` (call sids from ``first``), pipelined in batches."""
+    from tasks.slots.jobs import _job_keys
+    from tasks.slots.scripts import script
+
+    request = script(client, "request")
+    for start in range(first, first + count, FILL_BATCH):
+        pipe = client.pipeline(transaction=False)
+        for n in range(start, min(first + count, start + FILL_BATCH)):
+            call_sid = f"c{n}"
+            request(keys=_job_keys(business_id, call_sid),
+                    args=[call_sid, f"t{n}", "http://127.0.0.1/x.wav", n + 1, 1800000, "fetch",
+                          settings.max_concurrent, settings.reservation_seconds * 1000], client=pipe)
+        pipe.execute()
+    client.sadd("recplay:businesses", business_id)
+
+
+def _start_running(client: Any, settings: Any, business_id: str) -> list[tuple[str, int]]:
+    """The business's first jobs got reserved slots when requested: their tasks start (leases)."""
+    from tasks.slots import keys
+    from tasks.slots.semaphore import Acquired, BusinessSlots
+
+    slots = BusinessSlots(client, business_id, settings)
+    running = []
+    for n in range(RUNNING):
+        call_sid = f"c{n}"
+        task_id = client.hget(keys.job(business_id, call_sid), "task_id")
+        got = slots.acquire(call_sid, task_id, "bench")
+        assert isinstance(got, Acquired), got
+        running.append((call_sid, got.fence))
+    return running
+
+
+def _slowlog(client: Any, names: dict[str, str]) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {}
+    for entry in client.slowlog_get(100000):
+        command = entry["command"]
+        words = (command.decode() if isinstance(command, bytes) else command).split()
+        if len(words) > 1 and words[0].upper() == "EVALSHA" and words[1] in names:
+            found.setdefault(names[words[1]], []).append(float(entry["duration"]))
+    client.slowlog_reset()
+    return found
+
+
+def _one_business(client: Any, settings: Any, parked: int, tag: str) -> tuple[Values, float]:
+    """Per-operation time inside Redis with ``parked`` jobs waiting; returns (values, largest call in us)."""
+    from tasks.ops.sweeper import BATCH
+    from tasks.slots import keys
+    from tasks.slots.jobs import finish_job, finished_ttl_ms, request_job
+    from tasks.slots.scripts import script
+    from tasks.slots.semaphore import Acquired, BusinessSlots
+
+    business_id = f"scale{tag}"
+    names = {script(client, n).sha: n for n in ("request", "acquire", "release", "renew", "finish", "sweep")}
+    client.slowlog_reset()
+    _fill(client, settings, business_id, 0, RUNNING + parked)
+    running = _start_running(client, settings, business_id)
+    largest = max((max(v) for v in _slowlog(client, names).values()), default=0.0)
+    slots = BusinessSlots(client, business_id, settings)
+    assert slots.parked_count() == parked
+    sweep = script(client, "sweep")
+    sweep_args = [settings.max_concurrent, settings.reservation_seconds * 1000, settings.max_attempts, "t",
+                  finished_ttl_ms(settings), BATCH, settings.lease_seconds * 1000]
+    for cycle in range(CYCLES):
+        call_sid, fence = running.pop(0)
+        assert slots.renew(call_sid, fence)
+        assert finish_job(client, settings, business_id, call_sid, fence, "ready")
+        released, handed = slots.release(call_sid, fence)
+        assert released and len(handed) == 1, handed
+        got = slots.acquire(handed[0][0], handed[0][1], "bench")
+        assert isinstance(got, Acquired), got
+        running.append((handed[0][0], got.fence))
+        result = request_job(client, settings, business_id, f"n{cycle}", media_url="http://127.0.0.1/x.wav",
+                             recording_id=10**7 + cycle)
+        assert result.outcome == "parked", result
+        sweep(keys=keys.business_keys(business_id), args=sweep_args)
+    times = _slowlog(client, names)
+    # One expired lease a sweep call: requeue its job and hand its slot on.
+    with Pinger(int(client.connection_pool.connection_kwargs["port"])) as pinger:
+        for _ in range(CYCLES // 4):
+            call_sid, _fence = running.pop(0)
+            client.zadd(keys.holders(business_id), {call_sid: 1})
+            sweep(keys=keys.business_keys(business_id), args=sweep_args)
+            holders = dict(client.zrange(keys.holders(business_id), 0, -1, withscores=True))
+            for c, task in [(c, client.hget(keys.job(business_id, c), "task_id")) for c in holders]:
+                if client.hget(keys.holder_info(business_id), c).endswith("|"):
+                    got = slots.acquire(c, task, "bench")
+                    assert isinstance(got, Acquired), got
+                    running.append((c, got.fence))
+    swept = _slowlog(client, names)
+    values: Values = {f"{op}_{tag}": statistics.median(times[op]) for op in
+                      ("renew", "finish", "release", "acquire", "request")}
+    values[f"sweep_idle_{tag}"] = statistics.median(times["sweep"])
+    values[f"sweep_due_{tag}"] = statistics.median(swept["sweep"])
+    values[f"ping_{tag}"] = pinger.worst * 1000
+    everything = [d for v in (*times.values(), *swept.values()) for d in v]
+    return values, max(largest, *everything)
+
+
+def _many_businesses(client: Any, settings: Any, businesses: int, redis_pid: int) -> tuple[Values, float]:
+    """A full sweep pass over ``businesses`` businesses of 10 parked jobs each, nothing due."""
+    from tasks.ops.sweeper import sweep
+    from tasks.slots.scripts import script
+
+    names = {script(client, n).sha: n for n in ("request", "acquire", "sweep")}
+    for b in range(businesses):
+        _fill(client, settings, f"m{b}", 0, RUNNING + SMALL)
+    pipe_names = [f"m{b}" for b in range(businesses)]
+    for business_id in pipe_names:
+        _start_running(client, settings, business_id)
+    largest = max((max(v) for v in _slowlog(client, names).values()), default=0.0)
+    sweep(client, settings)  # the first pass syncs with the catalog once; later passes cost only the probe
+    redis_proc = psutil.Process(redis_pid)
+    passes, cpu, wall = 3, 0.0, 0.0
+    with Pinger(int(client.connection_pool.connection_kwargs["port"])) as pinger:
+        for _ in range(passes):
+            before, started = sum(redis_proc.cpu_times()[:2]), time.perf_counter()
+            report = sweep(client, settings)
+            wall += time.perf_counter() - started
+            cpu += sum(redis_proc.cpu_times()[:2]) - before
+            assert not report.did_anything, report
+    found = _slowlog(client, names)
+    everything = [d for v in found.values() for d in v]
+    return {
+        "pass_cpu_ms": cpu / passes * 1000,
+        "pass_wall_ms": wall / passes * 1000,
+        "core_share": cpu / passes / settings.sweep_seconds,
+        "ping_many": pinger.worst * 1000,
+    }, max([largest, *everything])
+
+
+def run(smoke: bool) -> Values:
+    big = 10_000 if smoke else 100_000
+    businesses = 1_000 if smoke else 10_000
+    with harness.stack("scale") as st:
+        from tasks.settings import get_settings
+        from tasks.slots.client import get_redis
+
+        client, settings = get_redis(), get_settings()
+        client.config_set("slowlog-log-slower-than", 0)
+        client.config_set("slowlog-max-len", 100000)
+        small, largest_small = _one_business(client, settings, SMALL, "small")
+        large, largest_large = _one_business(client, settings, big, "large")
+        many, largest_many = _many_businesses(client, settings, businesses, st.services[0].proc.pid)
+        client.config_set("slowlog-log-slower-than", 10000)
+    values: Values = {**small, **large, **many}
+    for op in ("renew", "finish", "release", "acquire", "request", "sweep_idle", "sweep_due"):
+        values[f"ratio_{op}"] = float(large[f"{op}_large"] or 0) / max(float(small[f"{op}_small"] or 0), 1.0)
+    values["worst_ratio"] = max(float(values[f"ratio_{op}"] or 0) for op in
+                                ("renew", "finish", "release", "acquire", "request", "sweep_idle", "sweep_due"))
+    values["largest_call_ms"] = max(largest_small, largest_large, largest_many) / 1000
+    values["worst_ping_ms"] = max(float(large["ping_large"] or 0), float(many["ping_many"] or 0),
+                                  float(small["ping_small"] or 0))
+    values["parked"] = big
+    values["businesses"] = businesses
+    return values
+
+
+def _metrics() -> list[Metric]:
+    found = [Metric("worst_ratio", "worst per-operation ratio, large backlog / 10 parked", "x"),
+             Metric("largest_call_ms", "largest single script call (whole run)", "ms"),
+             Metric("worst_ping_ms", "worst PING round trip during sweeps", "ms"),
+             Metric("core_share", "one sweep pass over the businesses / sweep period (share of a core)", ""),
+             Metric("pass_cpu_ms", "redis-server CPU per sweep pass over the businesses", "ms"),
+             Metric("pass_wall_ms", "wall time of a sweep pass over the businesses", "ms"),
+             Metric("parked", "parked jobs in the large backlog", ""),
+             Metric("businesses", "businesses in the sweep pass", "")]
+    for op in ("renew", "finish", "release", "acquire", "request", "sweep_idle", "sweep_due"):
+        found += [Metric(f"ratio_{op}", f"{op}: large / small", "x"),
+                  Metric(f"{op}_small", f"{op}: time inside Redis, 10 parked", "us"),
+                  Metric(f"{op}_large", f"{op}: time inside Redis, large backlog", "us")]
+    return found
+
+
+SCENARIO = Scenario(
+    key="scale",
+    title="7. Scale",
+    setup="One business, limit 5, five running: 10 parked, then 100,000 parked. Per backlog, 200 download cycles "
+          "(renew, finish, release with hand-off, acquire of the reservation), 200 requests that park, 200 idle "
+          "sweep calls, 50 sweep calls each requeuing one expired lease; time inside Redis from SLOWLOG, median. "
+          "Then 10,000 businesses with 10 parked each: three full sweep passes, redis-server CPU per pass.",
+    smoke_setup="10,000 parked; 1,000 businesses.",
+    metrics=_metrics(),
+    goals=[
+        Goal("every operation at the large backlog <= 1.5 x its time at 10 parked", at_most("worst_ratio", 1.5)),
+        Goal("no single script call over 10 ms", at_most("largest_call_ms", 10.0)),
+        Goal("worst PING round trip during sweeps <= 20 ms", at_most("worst_ping_ms", 20.0)),
+        Goal("a sweep pass over the businesses < 0.1 of a core at the default period", at_most("core_share", 0.1)),
+    ],
+    run=run,
+)
