@@ -14,8 +14,9 @@ them: it decodes every frame of the file and derives what the player needs from 
   one FFmpeg's duration is an estimate from the bitrate and the file's size, so a truncated MP3 without such a
   header looks like a shorter recording and passes), an M4A's ``moov`` index (a file cut before a trailing ``moov``
   does not open; a faststart file cut inside ``mdat`` fails to decode or decodes short). Sample-exact counts (WAV,
-  FLAC) allow no shortfall; MP3 and M4A counts allow 5 % of the duration, at least 0.1 s and at most 0.5 s. An
-  Ogg stream declares no total, so an Ogg file cut exactly on a page boundary passes as a shorter recording.
+  FLAC) allow no shortfall; MP3 and M4A counts allow 5 % of the duration (0.1 s to 0.5 s) or four codec frames,
+  whichever is more (see ``_truncation_slack``). An Ogg stream declares no total, so an Ogg file cut exactly on a
+  page boundary passes as a shorter recording.
 - The duration is the number of decoded samples over the sample rate. For AAC it may include up to one frame of
   encoder padding (1024 samples) that the container does not trim.
 - Peaks (min/max per channel per pixel, audiowaveform's binary .dat version 2, 8-bit) are computed in the same pass
@@ -481,11 +482,17 @@ def _declared_samples(fmt: str, f: BinaryIO, file_size: int, stream: AudioStream
     return None
 
 
-def _truncation_slack(declared: int, exact: bool, sample_rate: int) -> int:
-    """Samples a decode may fall short of a header's count before the file counts as truncated."""
+def _truncation_slack(declared: int, exact: bool, sample_rate: int, frame_samples: int) -> int:
+    """Samples a decode may fall short of a header's count before the file counts as truncated.
+
+    An MP3's or M4A's count may or may not leave out the encoder's delay and padding (FFmpeg 7 reports an MP3's
+    Xing frames times 576 or 1152, FFmpeg 8 trims them as the decoder does): up to about three codec frames that a
+    complete file never decodes. Hence at least four frames, besides 5 % of the duration between 0.1 s and 0.5 s.
+    """
     if exact:
         return 0
-    return round(min(0.5, max(0.1, 0.05 * declared / sample_rate)) * sample_rate)
+    by_time = round(min(0.5, max(0.1, 0.05 * declared / sample_rate)) * sample_rate)
+    return max(by_time, 4 * frame_samples)
 
 
 # --- the decode itself (runs in the child) ----------------------------------------------------------------------
@@ -582,15 +589,34 @@ def decode_in_process(path: Path) -> DecodedMedia:
     with container:
         stream, fmt, codec = _format_of(container)
         stream.codec_context.thread_count = 1  # threads would each reserve stack and arena under RLIMIT_AS
-        channels, sample_rate, count, peaks = _decode_frames(container, stream, fmt)
+        audio = _decode_frames(container, stream, fmt)
         with path.open("rb") as f:
-            declared = _declared_samples(fmt, f, path.stat().st_size, stream, sample_rate)
-    if declared is not None and count < declared[0] - _truncation_slack(declared[0], declared[1], sample_rate):
-        raise NotAudio(f"a truncated {fmt} file (it decodes to {count} of the {declared[0]} samples its header "
-                       f"declares, {count / sample_rate:.2f} s of {declared[0] / sample_rate:.2f} s)")
+            declared = _declared_samples(fmt, f, path.stat().st_size, stream, audio.sample_rate)
+    _refuse_if_truncated(fmt, audio, declared)
     return DecodedMedia(format=fmt, content_type=FORMATS[fmt].content_type, extension=FORMATS[fmt].extension,
-                        codec=codec, duration_seconds=count / sample_rate, sample_count=count, channels=channels,
-                        sample_rate=sample_rate, peaks=encode_peaks(peaks))
+                        codec=codec, duration_seconds=audio.count / audio.sample_rate, sample_count=audio.count,
+                        channels=audio.channels, sample_rate=audio.sample_rate, peaks=encode_peaks(audio.peaks))
+
+
+@dataclass(frozen=True)
+class _Audio:
+    """What one pass over the frames found: shape, samples per channel, the longest frame, the peaks."""
+
+    channels: int
+    sample_rate: int
+    count: int
+    longest_frame: int
+    peaks: Peaks
+
+
+def _refuse_if_truncated(fmt: str, audio: _Audio, declared: tuple[int, bool] | None) -> None:
+    if declared is None:
+        return
+    total, exact = declared
+    if audio.count < total - _truncation_slack(total, exact, audio.sample_rate, audio.longest_frame):
+        rate = audio.sample_rate
+        raise NotAudio(f"a truncated {fmt} file (it decodes to {audio.count} of the {total} samples its header "
+                       f"declares, {audio.count / rate:.2f} s of {total / rate:.2f} s)")
 
 
 def _demuxer_options(head: bytes) -> dict[str, str]:
@@ -598,11 +624,10 @@ def _demuxer_options(head: bytes) -> dict[str, str]:
     return {"max_size": "65536"} if head[:4] == b"RIFF" and head[8:12] == b"WAVE" else {}
 
 
-def _decode_frames(container: InputContainer, stream: AudioStream,
-                   fmt: str) -> tuple[int, int, int, Peaks]:
-    """Decode every frame of ``stream``: (channels, sample rate, samples per channel, peaks)."""
+def _decode_frames(container: InputContainer, stream: AudioStream, fmt: str) -> _Audio:
+    """Decode every frame of ``stream``, feeding the peaks as it goes."""
     acc: _PeakAccumulator | None = None
-    channels = sample_rate = count = 0
+    channels = sample_rate = count = longest = 0
     try:
         for packet in container.demux(stream):
             for frame in packet.decode():
@@ -616,6 +641,7 @@ def _decode_frames(container: InputContainer, stream: AudioStream,
                                    f"to {n_channels} at {frame.sample_rate} Hz mid-stream")
                 acc.add(frame_to_float(frame, channels))
                 count += frame.samples
+                longest = max(longest, frame.samples)
     except MemoryError:
         raise
     except av.error.FFmpegError as exc:
@@ -626,7 +652,8 @@ def _decode_frames(container: InputContainer, stream: AudioStream,
     if acc is None or count == 0:
         raise NotAudio(f"a {fmt} file that decodes to no audio samples")
     mins, maxs = acc.finish()
-    return channels, sample_rate, count, build_peaks(mins, maxs, sample_rate=sample_rate, base_spp=acc.spp)
+    return _Audio(channels, sample_rate, count, longest,
+                  build_peaks(mins, maxs, sample_rate=sample_rate, base_spp=acc.spp))
 
 
 def _check_audio_shape(fmt: str, channels: int, sample_rate: int) -> None:
