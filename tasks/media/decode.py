@@ -820,7 +820,7 @@ def decode_audio(path: Path, *, max_seconds: float, max_memory_bytes: int) -> De
     Raises:
         NotAudio: permanent; the body is not audio we serve (see the module docstring).
         DecodeFailed: transient; the attempt failed (timeout, memory, a signal, an exit without answer, an error).
-        OSError: ``path`` cannot be read by this process.
+        OSError: ``path`` cannot be read by this process, or no child process could be started.
     """
     started = time.monotonic()
     with path.open("rb") as f:
