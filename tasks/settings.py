@@ -148,6 +148,14 @@ class Settings:
     connect_timeout: float = setting("RECPLAY_CONNECT_TIMEOUT", 10.0, minimum=0.1)
     read_timeout: float = setting("RECPLAY_READ_TIMEOUT", 60.0, minimum=0.1)
     max_media_bytes: int = setting("RECPLAY_MAX_MEDIA_BYTES", 512 * 1024 * 1024, minimum=1)
+    # A download is cut off (a retryable failure, its slot freed at once) past this long, or when fewer than
+    # min_bytes_per_second arrived over the last rate_window_seconds: a trickling provider never keeps a slot.
+    max_download_seconds: float = setting("RECPLAY_MAX_DOWNLOAD_SECONDS", 1800.0, minimum=1)
+    min_bytes_per_second: int = setting("RECPLAY_MIN_BYTES_PER_SECOND", 1024, minimum=0)
+    rate_window_seconds: float = setting("RECPLAY_RATE_WINDOW_SECONDS", 60.0, minimum=1)
+    # Every download is decoded through in a child process bounded in time and memory (tasks/media/decode.py).
+    decode_seconds: float = setting("RECPLAY_DECODE_SECONDS", 300.0, minimum=1)
+    decode_memory_bytes: int = setting("RECPLAY_DECODE_MEMORY_BYTES", 256 * 1024 * 1024, minimum=16 * 1024 * 1024)
     stream_token_seconds: int = setting("RECPLAY_STREAM_TOKEN_SECONDS", 3600, minimum=10)
     # A worker writes its heartbeat this often; one that misses MISSED_HEARTBEATS of them counts as gone.
     worker_heartbeat_seconds: float = setting("RECPLAY_WORKER_HEARTBEAT_SECONDS", 5.0, minimum=0.1)

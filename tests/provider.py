@@ -8,6 +8,8 @@ and records, per business, how many downloads were in flight at once.
 
 from __future__ import annotations
 
+import fractions
+import functools
 import io
 import math
 import struct
@@ -31,6 +33,25 @@ def make_wav(seconds: float = 1.0, rate: int = 8000, freq: float = 440.0) -> byt
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(samples)
+    return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=64)
+def make_mp3(seconds: float = 1.0, rate: int = 8000, freq: float = 440.0) -> bytes:
+    """A playable mono MP3 tone, encoded with PyAV's LAME (the worker decodes every download through)."""
+    import av
+    import numpy as np
+
+    samples = (0.25 * np.sin(2 * np.pi * freq * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp3") as out:
+        stream = out.add_stream("libmp3lame", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="fltp", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = 0
+        frame.time_base = fractions.Fraction(1, rate)
+        for packet in [*stream.encode(frame), *stream.encode(None)]:  # type: ignore[attr-defined]
+            out.mux(packet)
     return buf.getvalue()
 
 

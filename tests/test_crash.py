@@ -79,7 +79,7 @@ def test_a_node_killed_mid_download_is_rerun_by_another_node_and_ready_within_30
     assert_stored_whole(settings, "biz1", "CA1", AUDIO)
     assert api.client.get(body["stream_url"]).data == AUDIO
     assert provider.requests["/biz1/a.wav"] == 2
-    assert whole_files(settings, "biz1") == ["CA1-1.wav"]
+    assert whole_files(settings, "biz1") == ["CA1-1.wav", "CA1-1.wav.peaks"]
     assert_quiescent()
     with capsys.disabled():
         print(f"\nnode SIGKILL with a 6 s lease: ready again {recovery:.2f}s after the kill")
@@ -259,7 +259,7 @@ def test_a_paused_node_that_wakes_after_its_lease_was_reclaimed_cannot_overwrite
     assert_stored_whole(settings, "biz1", "CA1", new_body)
     assert api.stream("CA1").data == new_body
     assert provider.requests["/biz1/a.wav"] == 2
-    assert whole_files(settings, "biz1") == ["CA1-1.wav"]
+    assert whole_files(settings, "biz1") == ["CA1-1.wav", "CA1-1.wav.peaks"]
     assert_quiescent()
 
 

@@ -117,7 +117,7 @@ def test_an_attempt_finishing_after_it_was_superseded_cannot_overwrite_the_newer
     # Then A's compare-and-set on its fence fails: B's result stays, whole, and A's file is gone
     assert result["outcome"] == "lease_lost"
     assert_stored_whole(settings, BIZ, "CA1", NEW)
-    assert media_files(settings, BIZ) == ["CA1-1.wav"]
+    assert media_files(settings, BIZ) == ["CA1-1.wav", "CA1-1.wav.peaks"]
     assert get_job(rclient, BIZ, "CA1").status == "ready"
     assert BusinessSlots(rclient, BIZ, settings).active() == 0
 

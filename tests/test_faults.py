@@ -113,7 +113,7 @@ def test_a_body_cut_short_is_retried_and_the_whole_one_stored(api_for, provider,
     assert body["status"] == "ready", body
     assert body["attempts"] == 2
     assert_stored_whole(settings, "biz1", "CA1", AUDIO)
-    assert media_files(settings, "biz1") == ["CA1-1.wav"]
+    assert media_files(settings, "biz1") == ["CA1-1.wav", "CA1-1.wav.peaks"]
     assert api.stream("CA1").data == AUDIO
     assert_quiescent()
 

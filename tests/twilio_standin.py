@@ -18,6 +18,8 @@ from typing import Any
 
 from twilio.request_validator import RequestValidator
 
+from tests.provider import make_mp3
+
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 API_KEY = "SK" + "fedcba9876543210" * 2
 API_SECRET = "api-key-secret"
@@ -52,9 +54,8 @@ def sign(url: str, form: dict[str, str], token: str = AUTH_TOKEN) -> str:
 
 
 def mp3_bytes(n: int = 4000) -> bytes:
-    """Bytes that start like an MP3 file (an ID3 tag, then MPEG frame syncs)."""
-    frame = b"\xff\xfb\x90\x64" + bytes(range(256)) * 1
-    return (b"ID3\x04\x00\x00\x00\x00\x00\x00" + frame * (n // len(frame) + 1))[:n]
+    """A real MP3 (the worker decodes every download), a different tone for each ``n``."""
+    return make_mp3(0.5, freq=200.0 + n % 1000)
 
 
 @dataclass

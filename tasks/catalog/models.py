@@ -43,6 +43,9 @@ class Recording(Base):
     provider: Mapped[str] = mapped_column(String(16), default=HTTP, server_default=HTTP)
     media_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     duration_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The channel count the decoder found, and the labels the registration gave them (JSON list of strings).
+    channels: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    channel_labels: Mapped[str | None] = mapped_column(String(200), nullable=True)
     state: Mapped[str] = mapped_column(String(16), default=NEW, index=True)
     error: Mapped[str | None] = mapped_column(String(500), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -64,6 +67,8 @@ class RecordingRow:
     provider: str
     media_url: str | None
     duration_seconds: float | None
+    channels: int | None
+    channel_labels: str | None
     state: str
     error: str | None
     attempts: int
@@ -78,7 +83,8 @@ class RecordingRow:
     def of(cls, rec: Recording) -> RecordingRow:
         return cls(
             id=rec.id, business_id=rec.business_id, call_sid=rec.call_sid, provider=rec.provider,
-            media_url=rec.media_url, duration_seconds=rec.duration_seconds, state=rec.state, error=rec.error,
+            media_url=rec.media_url, duration_seconds=rec.duration_seconds, channels=rec.channels,
+            channel_labels=rec.channel_labels, state=rec.state, error=rec.error,
             attempts=rec.attempts, size_bytes=rec.size_bytes, content_type=rec.content_type, sha256=rec.sha256,
             file_path=rec.file_path, created_at=_utc(rec.created_at),
             ready_at=_utc(rec.ready_at) if rec.ready_at is not None else None,

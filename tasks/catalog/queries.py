@@ -100,7 +100,7 @@ class Catalog:
 
     def register(
         self, business_id: str, call_sid: str, media_url: str | None, duration_seconds: float | None,
-        provider: str = HTTP,
+        provider: str = HTTP, channel_labels: str | None = None,
     ) -> tuple[RecordingRow, bool]:
         """Insert the recording; returns (row, created). An existing row is returned as it is.
 
@@ -114,7 +114,7 @@ class Catalog:
             with Session(self.engine) as s, s.begin():
                 rec = Recording(business_id=business_id, call_sid=call_sid, provider=provider,
                                 media_url=media_url, duration_seconds=duration_seconds, state=NEW, attempts=0,
-                                created_at=utcnow())
+                                channel_labels=channel_labels, created_at=utcnow())
                 s.add(rec)
                 s.flush()
                 row = RecordingRow.of(rec)
@@ -148,16 +148,25 @@ class Catalog:
                       .values(state=WANTED, error=None))
 
     def mark_ready(self, recording_id: int, *, size_bytes: int, content_type: str, sha256: str,
-                   file_path: str, attempts: int) -> bool:
-        """Record the stored file; False when the recording was deleted meanwhile (discard the file)."""
+                   file_path: str, attempts: int, duration_seconds: float | None = None,
+                   channels: int | None = None) -> bool:
+        """Record the stored file (and what its decoding found: the duration fills in one the provider did not
+        give); False when the recording was deleted meanwhile (discard the file)."""
+        values: dict[str, Any] = dict(state=READY, error=None, size_bytes=size_bytes, content_type=content_type,
+                                      sha256=sha256, file_path=file_path, attempts=attempts, ready_at=utcnow())
+        if channels is not None:
+            values["channels"] = channels
         with Session(self.engine) as s, s.begin():
-            result = s.execute(
-                update(Recording).where(Recording.id == recording_id).values(
-                    state=READY, error=None, size_bytes=size_bytes, content_type=content_type, sha256=sha256,
-                    file_path=file_path, attempts=attempts, ready_at=utcnow(),
-                )
-            )
+            result = s.execute(update(Recording).where(Recording.id == recording_id).values(**values))
+            if duration_seconds is not None:
+                s.execute(update(Recording).where(Recording.id == recording_id,
+                                                  Recording.duration_seconds.is_(None))
+                          .values(duration_seconds=round(duration_seconds, 3)))
             return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def set_channel_labels(self, recording_id: int, labels: str | None) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.execute(update(Recording).where(Recording.id == recording_id).values(channel_labels=labels))
 
     def mark_unwanted(self, business_id: str, call_sids: Sequence[str]) -> tuple[str, ...]:
         """Return wanted recordings to ``new`` (their waiting jobs were purged); returns those changed."""

@@ -12,6 +12,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -154,6 +155,51 @@ def _looks_like_audio(head: bytes) -> bool:
     )
 
 
+class TransferGuard:
+    """Cuts a download off when it runs past ``max_download_seconds``, or when fewer than
+    ``min_bytes_per_second`` arrived over a whole ``rate_window_seconds``: a thread looks every second and shuts
+    the connection down, which ends the blocked read at once. ``reason`` then says why."""
+
+    def __init__(self, response: requests.Response, settings: Settings, received: Callable[[], int]) -> None:
+        self.response, self.settings, self.received = response, settings, received
+        self.reason: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="transfer-guard", daemon=True)
+
+    def __enter__(self) -> TransferGuard:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        settings = self.settings
+        started = window_started = time.monotonic()
+        window_bytes = self.received()
+        while not self._done.wait(min(1.0, settings.rate_window_seconds)):
+            now = time.monotonic()
+            if now - started > settings.max_download_seconds:
+                self._cut(f"download cut off after {settings.max_download_seconds:g}s "
+                          "(RECPLAY_MAX_DOWNLOAD_SECONDS)")
+                return
+            if now - window_started >= settings.rate_window_seconds:
+                got = self.received() - window_bytes
+                if got < settings.min_bytes_per_second * (now - window_started):
+                    self._cut(f"provider sent {got} bytes in {now - window_started:.0f}s, under "
+                              f"{settings.min_bytes_per_second} bytes/s (RECPLAY_MIN_BYTES_PER_SECOND)")
+                    return
+                window_started, window_bytes = now, self.received()
+
+    def _cut(self, reason: str) -> None:
+        self.reason = reason
+        try:
+            self.response.raw.shutdown()
+        except Exception:  # the connection may be closing on its own: the read ends either way
+            log.debug("shutting a guarded download down failed", exc_info=True)
+
+
 @dataclass
 class Fetcher:
     """Downloads one media URL into a partial file of the store."""
@@ -211,22 +257,29 @@ class Fetcher:
         if expected is not None and expected > self.settings.max_media_bytes:
             raise ProviderError("media larger than RECPLAY_MAX_MEDIA_BYTES", permanent=True)
         head = b""
+        guard = TransferGuard(response, self.settings, lambda: partial.size)
         try:
-            for chunk in response.raw.stream(CHUNK, decode_content=True):
-                if stop is not None and stop.is_set():
-                    raise LeaseLost("slot lease lost during the download")
-                if len(head) < 16:
-                    head += chunk[:16]
-                partial.write(chunk)
-                if partial.size > self.settings.max_media_bytes:
-                    raise ProviderError("media larger than RECPLAY_MAX_MEDIA_BYTES", permanent=True)
+            with guard:
+                # read1: each read returns what one receive brought, so the guard counts bytes as they come.
+                while chunk := response.raw.read1(CHUNK, decode_content=True):
+                    if stop is not None and stop.is_set():
+                        raise LeaseLost("slot lease lost during the download")
+                    if len(head) < 16:
+                        head += chunk[:16]
+                    partial.write(chunk)
+                    if partial.size > self.settings.max_media_bytes:
+                        raise ProviderError("media larger than RECPLAY_MAX_MEDIA_BYTES", permanent=True)
         except (requests.RequestException, OSError, ConnectionError) as exc:
-            raise ProviderError(f"download interrupted: {type(exc).__name__}", permanent=False) from exc
+            raise ProviderError(guard.reason or f"download interrupted: {type(exc).__name__}",
+                                permanent=False) from exc
         except Exception as exc:
             # urllib3's ProtocolError / ReadTimeoutError (a truncated or stalled body) are not OSErrors.
             if type(exc).__module__.startswith("urllib3"):
-                raise ProviderError(f"download interrupted: {type(exc).__name__}", permanent=False) from exc
+                raise ProviderError(guard.reason or f"download interrupted: {type(exc).__name__}",
+                                    permanent=False) from exc
             raise
+        if guard.reason:
+            raise ProviderError(guard.reason, permanent=False)
         if partial.size == 0:
             raise ProviderError("provider sent an empty body", permanent=False)
         if expected is not None and partial.size != expected:

@@ -26,6 +26,11 @@ EXTENSIONS = {
 }
 
 
+def peaks_name(rel: str) -> str:
+    """Where a recording's waveform peaks are kept, in every store: beside it, ``.peaks`` appended."""
+    return f"{rel}.peaks"
+
+
 @dataclass(frozen=True)
 class Written:
     """A verified temporary file, ready to be committed."""
@@ -100,6 +105,19 @@ class MediaStore:
     def delete(self, rel: str | None) -> None:
         if rel:
             self.path(rel).unlink(missing_ok=True)
+            self.path(peaks_name(rel)).unlink(missing_ok=True)
+
+    def put_peaks(self, rel: str, data: bytes) -> None:
+        final = self.path(peaks_name(rel))
+        aside = final.with_name(f".{final.name}.{uuid.uuid4().hex}.part")
+        aside.write_bytes(data)
+        os.replace(aside, final)
+
+    def get_peaks(self, rel: str) -> bytes | None:
+        try:
+            return self.path(peaks_name(rel)).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def verify(self, rel: str) -> bool:
         """Whether the file is really there (``exists`` already looks at the disk)."""

@@ -26,7 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.errors import ConfigError
-from tasks.media.local import EXTENSIONS, PartialFile, Written
+from tasks.media.local import EXTENSIONS, PartialFile, Written, peaks_name
 from tasks.settings import Settings
 
 _clients: dict[tuple[str | None, str | None], Any] = {}
@@ -115,6 +115,19 @@ class S3Store:
     def delete(self, rel: str | None) -> None:
         if rel:
             self.client.delete_object(Bucket=self.bucket, Key=rel)
+            self.client.delete_object(Bucket=self.bucket, Key=peaks_name(rel))
+
+    def put_peaks(self, rel: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=peaks_name(rel), Body=data,
+                               ContentType="application/octet-stream")
+
+    def get_peaks(self, rel: str) -> bytes | None:
+        try:
+            return bytes(self.client.get_object(Bucket=self.bucket, Key=peaks_name(rel))["Body"].read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
 
     def redirect_url(self, rel: str, content_type: str, disposition: str | None) -> str | None:
         """A presigned URL (the bucket answers Range itself), unless RECPLAY_S3_STREAM=proxy."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from tasks.media.local import MediaStore, PartialFile, Written
+from tasks.media.local import MediaStore, PartialFile, Written, peaks_name
+
+__all__ = ["RangeSource", "Store", "media_store", "peaks_name"]
 from tasks.settings import Settings
 
 
@@ -46,7 +48,13 @@ class Store(Protocol):
         """Whether ``rel`` is really there, asking the backend itself."""
 
     def delete(self, rel: str | None) -> None:
-        """Remove ``rel`` (nothing when it is gone already)."""
+        """Remove ``rel`` and its peaks (nothing when they are gone already)."""
+
+    def put_peaks(self, rel: str, data: bytes) -> None:
+        """Keep the waveform peaks of ``rel`` beside it (``peaks_name``), written whole."""
+
+    def get_peaks(self, rel: str) -> bytes | None:
+        """The waveform peaks of ``rel``, or None when none were stored."""
 
     def open_ranges(self, rel: str, parts: list[tuple[int, int]]) -> RangeSource:
         """A seekable reader of ``rel`` for sending the byte ranges ``parts``; the caller closes it."""

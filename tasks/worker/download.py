@@ -6,6 +6,7 @@ The Celery task that runs it is ``tasks.download`` (:mod:`tasks.worker.tasks`).
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import logging
 import random
 import threading
@@ -19,7 +20,9 @@ from tasks.catalog.models import READY
 from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_download, send_handed
 from tasks.errors import LeaseLost, ProviderError
+from tasks.media.decode import DecodedMedia, DecodeFailed, NotAudio, decode_audio
 from tasks.media.http import Fetcher, new_session
+from tasks.media.local import Written
 from tasks.media.providers import fetch_recording
 from tasks.media.store import media_store
 from tasks.settings import Settings
@@ -75,6 +78,22 @@ class Heartbeat:
                 # A Redis blip: keep trying until the lease itself runs out.
                 log.exception("lease renewal failed business_id=%s call_sid=%s",
                               self.slots.business_id, self.call_sid)
+
+
+def decode(written: Written, settings: Settings) -> DecodedMedia:
+    """Decode the downloaded file through, in a bounded child process (:mod:`tasks.media.decode`).
+
+    Raises:
+        ProviderError: permanent when the body is no audio, or audio cut short; transient when the decoder ran
+            out of time or memory, or crashed (a body that always does uses up the job's attempts).
+    """
+    try:
+        return decode_audio(written.temp_path, max_seconds=settings.decode_seconds,
+                            max_memory_bytes=settings.decode_memory_bytes)
+    except NotAudio as exc:
+        raise ProviderError(str(exc), permanent=True) from exc
+    except DecodeFailed as exc:
+        raise ProviderError(f"decoding failed: {exc}", permanent=False) from exc
 
 
 def backoff_seconds(settings: Settings, attempts: int, retry_after: float | None) -> float:
@@ -156,6 +175,8 @@ class Attempt:
         try:
             with beat:
                 written = fetch_recording(_fetcher(settings), catalog, rec, partial, stop=beat.lost)
+                media = decode(written, settings)
+            written = dataclasses.replace(written, content_type=media.content_type)
             if beat.lost.is_set():
                 raise LeaseLost("slot lease lost during the download")
         except LeaseLost:
@@ -185,8 +206,10 @@ class Attempt:
             except BaseException:
                 partial.discard()
                 raise
+            store.put_peaks(rel, media.peaks)
             marked = catalog.mark_ready(rec.id, size_bytes=written.size_bytes, content_type=written.content_type,
-                                        sha256=written.sha256, file_path=rel, attempts=got.attempts)
+                                        sha256=written.sha256, file_path=rel, attempts=got.attempts,
+                                        duration_seconds=media.duration_seconds, channels=media.channels)
         if not marked:
             store.delete(rel)
             finish_job(client, settings, self.business_id, self.call_sid, got.fence, "cancel", reopen=True)
