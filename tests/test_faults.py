@@ -136,3 +136,28 @@ def test_a_provider_slower_than_the_read_timeout_is_retried(api_for, provider, p
     assert provider.requests["/biz1/a.wav"] == 2
     assert_stored_whole(settings, "biz1", "CA1", AUDIO)
     assert_quiescent()
+
+
+@pytest.mark.parametrize(("env", "reason"), [
+    # Bytes keep coming, but far too slowly: cut off at the end of the first rate window.
+    ({"RECPLAY_RATE_WINDOW_SECONDS": "2", "RECPLAY_MIN_BYTES_PER_SECOND": "100000"},
+     "under 100000 bytes/s (RECPLAY_MIN_BYTES_PER_SECOND)"),
+    # Fast enough, but longer than a download may take.
+    ({"RECPLAY_MAX_DOWNLOAD_SECONDS": "2", "RECPLAY_MIN_BYTES_PER_SECOND": "0"},
+     "download cut off after 2s (RECPLAY_MAX_DOWNLOAD_SECONDS)"),
+])
+def test_a_trickling_provider_is_cut_off_and_its_slot_freed_at_once(api_for, provider, procs, settings, env,
+                                                                    reason):
+    # Given a provider that spreads a 16 KB body over 20 s (800 bytes/s), and a single attempt
+    procs.worker(concurrency=2, env={"RECPLAY_MAX_ATTEMPTS": "1", **env})
+    api = api_for("biz1")
+    api.register("CA1", provider.add("/biz1/a.wav", body=make_wav(1.0), trickle_seconds=20))
+    api.fetch("CA1")
+
+    # Then the attempt fails (a retryable error, here on the last attempt) long before the body could end,
+    # nothing is stored, and the business holds no slot
+    body = ends(api, "CA1", timeout=15)
+    assert body["status"] == "failed" and body["error"].endswith(reason), body
+    assert provider.downloads["/biz1/a.wav"] == 1
+    assert media_files(settings, "biz1") == []
+    assert_quiescent()
