@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import harness
 from bench.scenario import Scenario, Values
 
-ORDER = ["burst", "fairness", "herd", "slots", "streaming", "overhead"]
+ORDER = ["burst", "fairness", "herd", "slots", "streaming", "overhead", "scale"]
 HERE = Path(__file__).resolve().parent
 
 

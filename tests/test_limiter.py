@@ -280,3 +280,23 @@ def test_every_script_opens_with_a_comment_naming_its_keys_and_arguments():
         assert "KEYS" in head, path.name
         if path.name != "lib.lua":
             assert "ARGV" in head or "Returns" in head, path.name
+
+
+def test_a_request_lost_to_a_restore_from_an_older_snapshot_is_requested_again(snapshot_redis, settings):
+    from tasks.catalog.queries import Catalog
+    from tasks.recordings import Recordings
+
+    client = snapshot_redis()
+    assert not sweep(client, settings).did_anything  # in step with the catalog, on this server
+    client.save()
+    rec, _ = Catalog(settings).register(BIZ, "CA1", "http://127.0.0.1:9/biz1/CA1.wav", None)
+    assert Recordings(client, settings, BIZ).request(rec, "fetch").status == "queued"
+    client.shutdown(nosave=True)
+    client = snapshot_redis()  # the restore forgot the job; the catalog still wants the recording
+    assert client.exists(keys.job(BIZ, "CA1")) == 0
+
+    report = sweep(client, settings)
+
+    assert report.rerequested == [(BIZ, "CA1")]
+    assert get_job(client, BIZ, "CA1").status == "queued"
+    assert not sweep(client, settings).did_anything  # and only once

@@ -214,7 +214,7 @@ def plan_repair(
         releases = _plan_releases(snap, workers, settings.worker_heartbeat_seconds)
         plan.releases.extend(releases)
         plan.jobs.extend(_plan_jobs(snap, {r.call_sid for r in releases}, settings.max_attempts))
-    if business_id is None and not client.exists(keys.CATALOG_SYNCED):
+    if business_id is None and client.get(keys.CATALOG_SYNCED) != str(client.info("server").get("run_id", "")):
         # Redis lost its data: the sweep will read the catalog's wanted rows once (sweeper.rerequest_forgotten).
         wanted: list[RecordingRow] = Catalog(settings).wanted(PLAN_BATCH)
         for rec in wanted:

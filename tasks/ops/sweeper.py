@@ -150,13 +150,15 @@ def _rerequest(client: redis.Redis, settings: Settings, rec: RecordingRow, mode:
 def rerequest_forgotten(client: redis.Redis, settings: Settings, report: SweepReport) -> None:
     """Bring back the wanted recordings Redis forgot, page by page through the catalog, once per loss.
 
-    Redis keeps a marker (``keys.CATALOG_SYNCED``); a Redis that lost its data (flushed, restarted empty, a
-    replica promoted before it had it) lacks it. Then this reads the catalog's wanted rows once and requests
-    again each one whose job is gone or belongs to an earlier registration; one whose job failed gets its
-    catalog row set to failed. While the marker is there this costs one EXISTS: what a dead worker leaves
-    between Redis and the catalog is found through ``claimed`` instead (:func:`sweep_business`).
+    Redis keeps a marker (``keys.CATALOG_SYNCED``) holding the run id of the server it was written on. A Redis
+    that lost its data (flushed, restarted empty or from an older snapshot, a replica promoted before it had
+    every write) lacks it or holds another server's run id. Then this reads the catalog's wanted rows once and
+    requests again each one whose job is gone or belongs to an earlier registration; one whose job failed gets
+    its catalog row set to failed. Otherwise this costs a GET and an INFO: what a dead worker leaves between
+    Redis and the catalog is found through ``claimed`` instead (:func:`sweep_business`).
     """
-    if client.exists(keys.CATALOG_SYNCED):
+    run_id = str(client.info("server").get("run_id", ""))
+    if client.get(keys.CATALOG_SYNCED) == run_id:
         return
     catalog = Catalog(settings)
     after_id = 0
@@ -176,7 +178,7 @@ def rerequest_forgotten(client: redis.Redis, settings: Settings, report: SweepRe
                 report.repaired.append((rec.business_id, rec.call_sid))
         if len(page) < WANTED_PAGE:
             break
-    client.set(keys.CATALOG_SYNCED, "1")
+    client.set(keys.CATALOG_SYNCED, run_id)
 
 
 def due_businesses(client: redis.Redis, settings: Settings) -> list[str]:

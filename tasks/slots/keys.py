@@ -21,8 +21,9 @@ WORKERS = f"{PREFIX}:workers"
 #: Lock key the sweeper holds so that two beats running at once do not sweep together.
 SWEEP_LOCK = f"{PREFIX}:sweep-lock"
 
-#: Set once a sweep has brought back every wanted recording the catalog holds: a Redis that lost its data (or a
-#: new one) lacks it, and the next sweep then reads the catalog's wanted rows once, page by page.
+#: The run id of the Redis server on which a sweep last brought back every wanted recording the catalog holds. A
+#: Redis that lost data (a new one, one restarted from a snapshot, a promoted replica) lacks it or has another
+#: run id, and the next sweep then reads the catalog's wanted rows once, page by page.
 CATALOG_SYNCED = f"{PREFIX}:catalog-synced"
 
 #: Set once every business's state is in this release's layout (``lua/migrate.lua``).
