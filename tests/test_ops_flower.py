@@ -80,9 +80,9 @@ def test_flower_lists_downloads_by_call_sid_and_counts_the_queue(flower, api_for
         url = provider.add(f"/flowerbiz/{call_sid}.wav", body=make_wav(0.2))
         assert api.register(call_sid, url).status_code == 201
         assert api.fetch(call_sid).status_code == 202
-    assert flower.json("/api/queues/length") == {"active_queues": [{"name": "recplay-sweep", "messages": 0},
+    assert flower.json("/api/queues/length") == {"active_queues": [{"name": "recplay", "messages": 2},
                                                                    {"name": "recplay-handoff", "messages": 0},
-                                                                   {"name": "recplay", "messages": 2}]}
+                                                                   {"name": "recplay-sweep", "messages": 0}]}
 
     # When a worker runs them, Flower's task list shows each download with [business_id, call_sid].
     worker = procs.worker(concurrency=2)
@@ -100,9 +100,9 @@ def test_flower_lists_downloads_by_call_sid_and_counts_the_queue(flower, api_for
     assert {t["name"] for t in by_args.values()} == {"tasks.download"}
     found = flower.json("/api/tasks?search=CAflower2")
     assert [t["args"] for t in found.values()] == ["['flowerbiz', 'CAflower2']"]
-    assert flower.json("/api/queues/length") == {"active_queues": [{"name": "recplay-sweep", "messages": 0},
+    assert flower.json("/api/queues/length") == {"active_queues": [{"name": "recplay", "messages": 0},
                                                                    {"name": "recplay-handoff", "messages": 0},
-                                                                   {"name": "recplay", "messages": 0}]}
+                                                                   {"name": "recplay-sweep", "messages": 0}]}
 
     # The task list page shows the args column (flowerconfig.py).
     status, page = flower.get("/tasks")
