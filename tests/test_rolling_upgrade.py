@@ -50,7 +50,7 @@ def test_a_worker_runs_messages_of_its_version_and_of_the_one_before(api_for, pr
 
 def test_a_newer_message_is_dropped_and_its_job_dispatched_again_by_the_sweeper(api_for, provider, procs,
                                                                                monkeypatch):
-    monkeypatch.setenv("RECPLAY_QUEUED_DEADLINE_SECONDS", "1")
+    monkeypatch.setenv("RECPLAY_RESERVATION_SECONDS", "1")  # the slot reserved for the dropped message runs out
     reset_settings()
     worker = procs.worker(concurrency=1)
     api = api_for("biz")
