@@ -11,7 +11,7 @@ import math
 import random
 
 from bench import harness
-from bench.scenario import Goal, Metric, Scenario, Values, at_most, every_run, remove, spec_file
+from bench.scenario import Goal, Metric, Scenario, Values, at_most, every_run, invariant, remove, spec_file
 from tests.provider import make_wav
 
 
@@ -107,8 +107,8 @@ SCENARIO = Scenario(
     ],
     goals=[
         Goal("makespan / ideal <= 1.3 (median)", at_most("ratio", 1.3)),
-        Goal("no duplicate download (every run)", every_run("duplicates", 0)),
-        Goal("never more than the limit in flight for a business (every run)",
+        invariant("no duplicate download (every run)", every_run("duplicates", 0)),
+        invariant("never more than the limit in flight for a business (every run)",
              lambda med, runs: all((r["max_in_flight"] or 0) <= (r["limit"] or 0) for r in runs)),
     ],
     run=run,

@@ -76,6 +76,16 @@ def machine() -> dict[str, str]:
     }
 
 
+def commit() -> str:
+    """The commit measured, and "dirty" when the work tree has changes beside it."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    sha = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    return f"{sha} (dirty)" if git("status", "--porcelain", "--untracked-files=no") else sha
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 

@@ -52,14 +52,14 @@ def fmt(value: float | None, digits: int) -> str:
 
 
 def render(results: list[tuple[Scenario, list[Values], str | None]], smoke: bool, runs: int,
-           load_start: str, load_end: str, started: datetime, seconds: float) -> tuple[str, bool]:
+           load_start: str, load_end: str, started: datetime, seconds: float) -> tuple[str, bool, list[str]]:
     box = harness.machine()
     lines = [
         "# recplay benchmarks" + (" (smoke: a tenth of the size, one run)" if smoke else ""),
         "",
         f"Written by `{'make bench-smoke' if smoke else 'make bench'}` on {started:%Y-%m-%d %H:%M} UTC in "
-        f"{seconds / 60:.1f} min; each scenario ran {runs} time{'s' if runs > 1 else ''}. "
-        "Median of the runs, spread = min..max.",
+        f"{seconds / 60:.1f} min, measuring commit {harness.commit()}; each scenario ran {runs} "
+        f"time{'s' if runs > 1 else ''}. Median of the runs, spread = min..max.",
         "",
         "## Machine",
         "",
@@ -81,12 +81,15 @@ def render(results: list[tuple[Scenario, list[Values], str | None]], smoke: bool
         "|---|---|---|---|",
     ]
     all_met = True
+    broken: list[str] = []
     sections: list[str] = []
     for scenario, values, error in results:
         medians, lows, highs = summarize(values)
         for goal in scenario.goals:
             verdict = None if error else goal.check(medians, values)
             all_met = all_met and verdict is not False
+            if goal.invariant and verdict is False:
+                broken.append(f"{scenario.title}: {goal.text}")
             key = _goal_key(goal.check)
             shown = fmt(medians.get(key), 3) if key else ""
             mark = "**error**" if error else {True: "yes", False: "**no**", None: "not measured"}[verdict]
@@ -104,7 +107,9 @@ def render(results: list[tuple[Scenario, list[Values], str | None]], smoke: bool
     findings = HERE / "FINDINGS.md"
     if not smoke and findings.exists():
         sections += ["", findings.read_text().rstrip()]
-    return "\n".join(lines + sections) + "\n", all_met
+    if broken:
+        lines += ["", "**Invariants broken** (the run fails): " + "; ".join(broken) + "."]
+    return "\n".join(lines + sections) + "\n", all_met and not broken, broken
 
 
 def _goal_key(check: object) -> str | None:
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         saved = json.loads(Path(args.render).read_text())
         results = [(load(key), values, error) for key, values, error in saved["results"]]
-        text, _ = render(results, saved["smoke"], saved["runs"], saved["load_start"], saved["load_end"],
+        text, _, _ = render(results, saved["smoke"], saved["runs"], saved["load_start"], saved["load_end"],
                          datetime.fromisoformat(saved["started"]), saved["seconds"])
         out.write_text(text)
         print(f"wrote {out}")
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key} run {i + 1}/{runs} ({time.monotonic() - t:.1f}s): {shown}", flush=True)
         results.append((scenario, values, error))
     load_end, seconds = harness.load_average(), time.monotonic() - clock
-    text, all_met = render(results, args.smoke, runs, load_start, load_end, started, seconds)
+    text, all_met, broken = render(results, args.smoke, runs, load_start, load_end, started, seconds)
     out.parent.mkdir(parents=True, exist_ok=True)
     saved_path = HERE / "out" / f"results{'-smoke' if args.smoke else ''}.json"
     saved_path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     }))
     out.write_text(text)
     print(f"\nwrote {out} (values in {saved_path}) in {seconds:.0f}s; every goal met: {all_met}")
-    # A goal not met is a finding, not a failure; a scenario that could not run is.
-    return 1 if failed else 0
+    # A speed goal not met is a finding, not a failure; a scenario that could not run, or a broken invariant, is.
+    if broken:
+        print(f"invariants broken: {'; '.join(broken)}", file=sys.stderr)
+    return 1 if failed or broken else 0
 
 
 if __name__ == "__main__":

@@ -22,10 +22,19 @@ class Metric:
 
 @dataclass(frozen=True)
 class Goal:
-    """A goal; ``check(medians, runs)`` returns True (met), False (not met) or None (not measured)."""
+    """A goal; ``check(medians, runs)`` returns True (met), False (not met) or None (not measured).
+
+    An ``invariant`` is not about speed (no duplicate download, never over the limit, every client served): when
+    one is broken the run fails, so ``make bench-smoke`` (and CI) fails with it. A speed goal not met is a finding.
+    """
 
     text: str
     check: Callable[[Values, list[Values]], bool | None]
+    invariant: bool = False
+
+
+def invariant(text: str, check: Callable[[Values, list[Values]], bool | None]) -> Goal:
+    return Goal(text, check, invariant=True)
 
 
 @dataclass
