@@ -27,6 +27,9 @@ broker_connection_max_retries = None
 # Queues are read in the order task_queues names them: a hand-off (a slot is reserved for it) never waits behind
 # other work.
 broker_transport_options = {"visibility_timeout": _settings.visibility_timeout, "queue_order_strategy": "priority"}
+if _settings.sentinels is not None:
+    # kombu's Sentinel transport: the master by name, found again after a failover.
+    broker_transport_options["master_name"] = _settings.sentinel_master
 
 task_ignore_result = True
 result_backend = None

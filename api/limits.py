@@ -64,7 +64,7 @@ def init_limits(app: Flask, blueprint: Blueprint, app_settings: Settings) -> Lim
     limiter = Limiter(
         rate_key,
         app=app,
-        storage_uri=app_settings.rate_limit_storage_url or app_settings.redis_url,
+        storage_uri=app_settings.rate_limit_storage,
         strategy="sliding-window-counter",
         key_prefix=KEY_PREFIX,
         # flask-limiter's headers would replace the Retry-After of a 202 (poll again in 2 s) with its window.

@@ -123,7 +123,10 @@ def setting(env: str, default: Any, *, minimum: float | None = None, parse: Pars
 class Settings:
     """Every setting of every process; :func:`load_settings` reads them from the environment."""
 
+    # redis://host:port/db, or Redis Sentinel in kombu's form: sentinel://host:port;sentinel://host:port/db
     redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0")
+    # The master's name the sentinels know (only with a sentinel:// REDIS_URL).
+    sentinel_master: str = setting("RECPLAY_SENTINEL_MASTER", "mymaster")
     data_dir: Path = setting("RECPLAY_DATA_DIR", DEFAULT_DATA_DIR)  # noqa: RUF009 - field() with metadata
     # Empty: the SQLite file in data_dir (load_settings fills it in).
     database_url: str = setting("DATABASE_URL", "")
@@ -203,6 +206,38 @@ class Settings:
     s3_stream: str = setting("RECPLAY_S3_STREAM", "redirect", parse=_one_of("redirect", "proxy"))
     s3_presign_seconds: int = setting("RECPLAY_S3_PRESIGN_SECONDS", 300, minimum=10)
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sentinels(self) -> tuple[list[tuple[str, int]], int] | None:
+        """The sentinels' addresses and the database number of a ``sentinel://`` REDIS_URL, else None.
+
+        Raises:
+            ConfigError: a sentinel URL without a host and port.
+        """
+        if not self.redis_url.startswith("sentinel://"):
+            return None
+        found, db = [], 0
+        for part in self.redis_url.split(";"):
+            address = part.strip().removeprefix("sentinel://")
+            address, _, tail = address.partition("/")
+            if tail.strip().isdigit():
+                db = int(tail)
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"REDIS_URL: a sentinel must be host:port, got {part!r}")
+            found.append((host.split("@")[-1], int(port)))
+        return found, db
+
+    @property
+    def rate_limit_storage(self) -> str:
+        """The abuse limits' counter storage, in the ``limits`` library's URL form."""
+        if self.rate_limit_storage_url:
+            return self.rate_limit_storage_url
+        sentinels = self.sentinels
+        if sentinels is None:
+            return self.redis_url
+        hosts = ",".join(f"{host}:{port}" for host, port in sentinels[0])
+        return f"redis+sentinel://{hosts}/{self.sentinel_master}"
 
     @property
     def sqlite_path(self) -> Path:

@@ -50,7 +50,7 @@ def make_mp3(seconds: float = 1.0, rate: int = 8000, freq: float = 440.0) -> byt
         frame.sample_rate = rate
         frame.pts = 0
         frame.time_base = fractions.Fraction(1, rate)
-        for packet in [*stream.encode(frame), *stream.encode(None)]:  # type: ignore[attr-defined]
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
             out.mux(packet)
     return buf.getvalue()
 

@@ -6,16 +6,27 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import redis
+from redis.sentinel import Sentinel
 
 from tasks.settings import get_settings
 
 
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
-    """A client with decoded responses, shared by every thread of this process (redis-py pools connections)."""
-    return redis.Redis.from_url(
-        get_settings().redis_url, decode_responses=True, health_check_interval=30, socket_timeout=30
-    )
+    """A client with decoded responses, shared by every thread of this process (redis-py pools connections).
+
+    With a ``sentinel://`` REDIS_URL it talks to the master the sentinels name, and finds the new one by itself
+    after a failover (a command that meets the old one fails with a connection error, the next one goes to the
+    new master).
+    """
+    settings = get_settings()
+    options = {"decode_responses": True, "health_check_interval": 30, "socket_timeout": 30}
+    sentinels = settings.sentinels
+    if sentinels is None:
+        return redis.Redis.from_url(settings.redis_url, **options)
+    addresses, db = sentinels
+    sentinel = Sentinel(addresses, socket_timeout=5, socket_connect_timeout=5)
+    return sentinel.master_for(settings.sentinel_master, db=db, **options)
 
 
 def reset_redis() -> None:

@@ -21,22 +21,40 @@ from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
 
-class Channel(kombu_redis.Channel):
+class _ClosedAfterLoss:
+    """The guard: a channel asked for its connection's parameters after the connection was collected."""
+
+    connection: Any
+
     def _connparams(self, asynchronous: bool = False) -> Any:
         if self.connection.client is None:
             raise redis.ConnectionError("the broker connection was closed after it was lost")
-        return super()._connparams(asynchronous)
+        return super()._connparams(asynchronous)  # type: ignore[misc]
+
+
+class Channel(_ClosedAfterLoss, kombu_redis.Channel):
+    pass
 
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelChannel(_ClosedAfterLoss, kombu_redis.SentinelChannel):
+    pass
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
 def install() -> None:
-    """Make ``redis://`` and ``rediss://`` broker URLs use this transport (``celeryconfig`` calls it).
+    """Make ``redis://``, ``rediss://`` and ``sentinel://`` broker URLs use these transports (``celeryconfig``
+    calls it): a failover is a lost connection too.
 
     Registered under kombu's own names rather than through ``broker_transport``, so that the broker URL every
-    tool shows and parses (Flower's queue view among them) keeps its ``redis://`` scheme.
+    tool shows and parses (Flower's queue view among them) keeps its scheme.
     """
     for scheme in ("redis", "rediss"):
         TRANSPORT_ALIASES[scheme] = f"{__name__}:Transport"
+    TRANSPORT_ALIASES["sentinel"] = f"{__name__}:SentinelTransport"
