@@ -92,7 +92,9 @@ def test_a_download_lands_in_the_bucket_and_streams_with_range_as_from_local_fil
 
     rec = Catalog(get_settings()).get("biz", "CA1")
     assert rec is not None and rec.file_path == f"biz/CA1-{rec.id}.wav"
-    assert _objects(client) == {rec.file_path: AUDIO}
+    objects = _objects(client)
+    assert set(objects) == {rec.file_path, f"{rec.file_path}.peaks"}  # the media, and its waveform peaks beside it
+    assert objects[rec.file_path] == AUDIO
     head = client.head_object(Bucket=get_settings().s3_bucket, Key=rec.file_path)
     assert head["ContentType"] == "audio/wav"
     assert head["Metadata"]["sha256"] == hashlib.sha256(AUDIO).hexdigest()

@@ -42,7 +42,10 @@ unlucky, try.
 
 from __future__ import annotations
 
+import base64
 import codecs
+import dataclasses
+import json
 import logging
 import math
 import multiprocessing
@@ -50,6 +53,8 @@ import os
 import resource
 import signal
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -828,8 +833,13 @@ def decode_audio(path: Path, *, max_seconds: float, max_memory_bytes: int) -> De
     try:
         if what is not None:
             raise NotAudio(what)
-        media: DecodedMedia = _run_isolated(decode_in_process, (path,), max_seconds=max_seconds,
-                                            max_memory_bytes=max_memory_bytes)
+        media: DecodedMedia
+        if multiprocessing.current_process().daemon:
+            # A daemonic process (a Celery prefork pool child) may not start multiprocessing children.
+            media = _run_in_subprocess(path, max_seconds=max_seconds, max_memory_bytes=max_memory_bytes)
+        else:
+            media = _run_isolated(decode_in_process, (path,), max_seconds=max_seconds,
+                                  max_memory_bytes=max_memory_bytes)
     except NotAudio as exc:
         log.info("refused %s: %s", path.name, exc)
         raise
@@ -839,3 +849,44 @@ def decode_audio(path: Path, *, max_seconds: float, max_memory_bytes: int) -> De
     log.info("decoded %s: %s %s, %.2f s, %d ch at %d Hz, in %.3f s", path.name, media.format, media.codec,
              media.duration_seconds, media.channels, media.sample_rate, time.monotonic() - started)
     return media
+
+
+def _run_in_subprocess(path: Path, *, max_seconds: float, max_memory_bytes: int) -> DecodedMedia:
+    """``decode_in_process(path)`` in a new interpreter (``python -m tasks.media.decode``), under the same limits;
+    its answer comes back as JSON (never a pickle: the child runs hostile input)."""
+    cmd = [sys.executable, "-m", _THIS_MODULE, str(path), repr(max_seconds), str(max_memory_bytes)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=max_seconds, check=False)
+    except subprocess.TimeoutExpired:
+        raise DecodeFailed("timeout", f"the decoder ran past its {max_seconds:g} s budget and was killed") from None
+    if done.returncode != 0 or not done.stdout:
+        raise DecodeFailed(*_describe_exit(done.returncode))
+    answer = json.loads(done.stdout)
+    if "not_audio" in answer:
+        raise NotAudio(answer["not_audio"])
+    if "failed" in answer:
+        raise DecodeFailed(*answer["failed"])
+    fields = answer["ok"]
+    return DecodedMedia(**{**fields, "peaks": base64.b64decode(fields["peaks"])})
+
+
+def _subprocess_main(argv: list[str]) -> int:
+    """The child of :func:`_run_in_subprocess`: limits, decode, one JSON answer on stdout."""
+    path, max_seconds, max_memory_bytes = Path(argv[0]), float(argv[1]), int(argv[2])
+    answer: dict[str, Any]
+    try:
+        _apply_limits(max_seconds, max_memory_bytes)
+        media = decode_in_process(path)
+        answer = {"ok": {**dataclasses.asdict(media), "peaks": base64.b64encode(media.peaks).decode()}}
+    except NotAudio as exc:
+        answer = {"not_audio": exc.what}
+    except MemoryError as exc:
+        answer = {"failed": ["memory", f"the decoder ran out of its {max_memory_bytes} bytes of memory ({exc!r})"]}
+    except Exception as exc:
+        answer = {"failed": ["error", f"{type(exc).__name__}: {exc}"]}
+    sys.stdout.write(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_subprocess_main(sys.argv[1:]))
