@@ -16,6 +16,7 @@ from api.errors import ApiError
 from tasks.access import mint_stream_token
 from tasks.catalog.models import FAILED, HTTP, PROVIDERS, READY, TWILIO, RecordingRow
 from tasks.ids import check_id
+from tasks.media.types import safe_content_type
 from tasks.recordings import Recordings, Status
 from tasks.slots.client import get_redis
 
@@ -27,6 +28,12 @@ MAX_PAGE = 200
 DEFAULT_PAGE = 50
 #: Seconds a client should wait before polling a recording that is not ready yet.
 RETRY_AFTER_SECONDS = 2
+#: On every answer of the stream endpoint (deploy/nginx.conf adds the same to the files it sends): a browser
+#: never guesses another type than the one sent, and a document opened from it runs nothing and loads nothing.
+MEDIA_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
 
 
 def _recordings(business_id: str) -> Recordings:
@@ -160,6 +167,15 @@ def stream(call_sid: str) -> Response:
     return _send_media(recs, rec)
 
 
+@bp.after_request
+def _guard_media(response: Response) -> Response:
+    """Every answer of the stream endpoint (media, redirect, pending status or error) carries the media
+    security headers."""
+    if request.endpoint == "recordings.stream":
+        response.headers.update(MEDIA_SECURITY_HEADERS)
+    return response
+
+
 class MediaResponse(Response):
     """Keeps the representation headers on a 304, which werkzeug strips; SPEC wants them on every answer."""
 
@@ -178,7 +194,8 @@ def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
         length=rec.size_bytes,
         etag=f'"{rec.sha256[:32]}"',
         last_modified=rec.ready_at.replace(microsecond=0),
-        content_type=rec.content_type or "application/octet-stream",
+        # Rows stored before the fixed table may hold a provider's header (`audio/mpeg, text/html`).
+        content_type=safe_content_type(rec.content_type),
     )
     plan = ranges.plan_response(
         request.method, rep,
@@ -274,7 +291,7 @@ def _accel_redirect(location: str, rec: RecordingRow, plan: ranges.Plan) -> Resp
         # nginx adds Accept-Ranges to a 200 itself, but not to a 206: it keeps ours then.
         if name in ("ETag", "Last-Modified") or (name == "Accept-Ranges" and plan.status == 206):
             response.headers[name] = value
-    response.headers["Content-Type"] = rec.content_type or "application/octet-stream"
+    response.headers["Content-Type"] = safe_content_type(rec.content_type)
     response.headers["X-Accel-Redirect"] = location
     _media_headers(response, rec)
     return response

@@ -20,6 +20,7 @@ from tasks.errors import Conflict, TwilioNotConfigured
 from tasks.media import twilio
 from tasks.media.http import check_media_url, is_twilio_url
 from tasks.media.store import Store, media_store
+from tasks.media.types import safe_content_type
 from tasks.settings import Settings
 from tasks.slots.jobs import Job, RequestMode, delete_job, get_job, get_jobs, request_job
 from tasks.slots.semaphore import BusinessSlots
@@ -65,7 +66,8 @@ def status_of(rec: RecordingRow, job: Job | None, store: Store) -> Status:
     attempts = job.attempts if job is not None and job.recording_id == str(rec.id) else rec.attempts
     return Status(
         call_sid=rec.call_sid, status=status, attempts=attempts, error=error,
-        size_bytes=rec.size_bytes if ready else None, content_type=rec.content_type if ready else None,
+        size_bytes=rec.size_bytes if ready else None,
+        content_type=safe_content_type(rec.content_type) if ready else None,
         duration_seconds=rec.duration_seconds, created_at=rec.created_at.isoformat(),
     )
 

@@ -2,7 +2,8 @@
 
 Each media path (``/<business_id>/<name>``) has a behaviour: its body and content type, a delay before the
 answer, a list of statuses to answer first (500, 429 with Retry-After, 404...), an empty or truncated body, a
-slow trickle, or a gate that holds the response until the test opens it. The server counts downloads per path
+body without Content-Length, a slow trickle, a redirect, or a gate that holds the response until the test opens
+it. The server counts downloads per path
 and records, per business, how many downloads were in flight at once.
 """
 
@@ -45,6 +46,8 @@ class Behaviour:
     truncate_to: int | None = None  # send only this many bytes of a body announced whole
     trickle_seconds: float = 0.0  # spread the body over this long
     gate: threading.Event | None = None  # hold the answer (after the delay) until set
+    redirect_to: str | None = None  # answer 302 with this Location instead of the body
+    no_length: bool = False  # send the body without Content-Length, ended by closing the connection
 
 
 class Provider:
@@ -157,12 +160,19 @@ class Provider:
                     headers = {"Retry-After": b.retry_after} if b.retry_after and status in (429, 503) else {}
                     self._plain(status, b"provider error", headers)
                     return
+                if b.redirect_to:
+                    self._plain(302, b"", {"Location": b.redirect_to})
+                    return
                 with provider.lock:
                     provider.downloads[path] += 1
                 body = b"" if b.empty else b.body
                 self.send_response(200)
                 self.send_header("Content-Type", b.content_type)
-                self.send_header("Content-Length", str(len(body)))
+                if b.no_length:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                else:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if b.truncate_to is not None:
                     self.wfile.write(body[: b.truncate_to])

@@ -19,6 +19,7 @@ import requests
 
 from tasks.errors import LeaseLost, MediaHostNotAllowed, ProviderError
 from tasks.media.local import PartialFile, Written
+from tasks.media.types import FORMATS, sniff_format
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,11 @@ log = logging.getLogger(__name__)
 MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
 TWILIO_HOSTS = ("api.twilio.com",)
-# A 200 that is not audio but sniffs as audio is accepted (signed storage URLs often say octet-stream).
+# Besides audio/*, the header types a 200 may carry (signed storage URLs often say octet-stream); whatever the
+# header says, the body must announce a format of the table (tasks/media/types.py), which names the stored type.
 SNIFFABLE = ("application/octet-stream", "binary/octet-stream")
+#: How many bytes of the body the format is read from.
+HEAD_BYTES = 16
 
 
 def _default_port(scheme: str) -> int:
@@ -123,7 +127,7 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -146,12 +150,10 @@ def check_status(response: requests.Response) -> None:
     raise ProviderError(f"provider answered {code}", permanent=True, status=code)
 
 
-def _looks_like_audio(head: bytes) -> bool:
-    return (
-        head.startswith((b"ID3", b"RIFF", b"OggS", b"fLaC"))
-        or (len(head) > 1 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0)  # MPEG frame sync
-        or head[4:8] == b"ftyp"
-    )
+def _not_audio(head: bytes) -> ProviderError:
+    markup = head.lstrip().lower().startswith((b"<!doctype", b"<html", b"<head", b"<body", b"<script", b"<?xml"))
+    what = "an HTML page" if markup else "a body that is not audio"
+    return ProviderError(f"not audio: the provider sent {what}", permanent=True)
 
 
 @dataclass
@@ -207,7 +209,7 @@ class Fetcher:
             raise ProviderError(f"provider answered a non-audio type {content_type or 'none'!r}",
                                 permanent=True)
         declared = response.headers.get("Content-Length")
-        expected = int(declared) if declared and declared.isdigit() else None
+        expected = int(declared) if declared and declared.isascii() and declared.isdigit() else None
         if expected is not None and expected > self.settings.max_media_bytes:
             raise ProviderError("media larger than RECPLAY_MAX_MEDIA_BYTES", permanent=True)
         head = b""
@@ -215,8 +217,8 @@ class Fetcher:
             for chunk in response.raw.stream(CHUNK, decode_content=True):
                 if stop is not None and stop.is_set():
                     raise LeaseLost("slot lease lost during the download")
-                if len(head) < 16:
-                    head += chunk[:16]
+                if len(head) < HEAD_BYTES:
+                    head += chunk[:HEAD_BYTES - len(head)]
                 partial.write(chunk)
                 if partial.size > self.settings.max_media_bytes:
                     raise ProviderError("media larger than RECPLAY_MAX_MEDIA_BYTES", permanent=True)
@@ -232,13 +234,11 @@ class Fetcher:
         if expected is not None and partial.size != expected:
             raise ProviderError(f"body of {partial.size} bytes, Content-Length said {expected}",
                                 permanent=False)
-        if content_type in SNIFFABLE:
-            if not _looks_like_audio(head):
-                raise ProviderError("provider answered a body that is not audio", permanent=True)
-            content_type = "audio/mpeg" if head.startswith(b"ID3") or head[:1] == b"\xff" else "audio/wav"
-        if content_type == "audio/x-wav":
-            content_type = "audio/wav"
-        return partial.finish(content_type)
+        # The stored type comes from the bytes, never from the header (which may say `audio/mpeg, text/html`).
+        found = sniff_format(head)
+        if found is None:
+            raise _not_audio(head)
+        return partial.finish(FORMATS[found].content_type)
 
 
 def new_session() -> requests.Session:

@@ -12,18 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
-EXTENSIONS = {
-    "audio/mpeg": "mp3",
-    "audio/mp3": "mp3",
-    "audio/wav": "wav",
-    "audio/x-wav": "wav",
-    "audio/wave": "wav",
-    "audio/ogg": "ogg",
-    "audio/webm": "webm",
-    "audio/flac": "flac",
-    "audio/mp4": "m4a",
-    "audio/aac": "aac",
-}
+from tasks.media.types import extension_for
 
 
 @dataclass(frozen=True)
@@ -81,8 +70,7 @@ class MediaStore:
 
     def commit(self, written: Written, business_id: str, call_sid: str, recording_id: int) -> str:
         """Rename the verified file into place; returns its path relative to the root."""
-        ext = EXTENSIONS.get(written.content_type, "bin")
-        final = self._dir(business_id) / f"{call_sid}-{recording_id}.{ext}"
+        final = self._dir(business_id) / f"{call_sid}-{recording_id}.{extension_for(written.content_type)}"
         os.replace(written.temp_path, final)
         dir_fd = os.open(final.parent, os.O_RDONLY)
         try:
