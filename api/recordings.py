@@ -13,7 +13,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from api import ranges
 from api.auth import business_for_stream, business_from_header, settings
 from api.errors import ApiError
-from tasks.access import mint_stream_token
+from tasks.access import MANAGE, mint_stream_token
 from tasks.catalog.models import FAILED, HTTP, PROVIDERS, READY, TWILIO, RecordingRow
 from tasks.ids import check_id
 from tasks.media.types import safe_content_type
@@ -77,7 +77,7 @@ def _json_body() -> dict[str, Any]:
 
 @bp.put("/<call_sid>")
 def register(call_sid: str) -> Response:
-    recs = _recordings(business_from_header())
+    recs = _recordings(business_from_header(MANAGE))
     check_id(call_sid, "call_sid")
     data = _json_body()
     unknown = set(data) - {"media_url", "duration_seconds", "provider"}
@@ -299,7 +299,7 @@ def _accel_redirect(location: str, rec: RecordingRow, plan: ranges.Plan) -> Resp
 
 @bp.delete("/<call_sid>")
 def delete(call_sid: str) -> Response:
-    recs = _recordings(business_from_header())
+    recs = _recordings(business_from_header(MANAGE))
     rec = _owned(recs, call_sid)
     recs.delete(rec)
     return Response(status=204)

@@ -20,7 +20,7 @@ from kombu.exceptions import OperationalError
 from sqlalchemy.exc import SQLAlchemyError
 
 from tasks import app
-from tasks.access import mint_token
+from tasks.access import SCOPES, mint_token
 from tasks.errors import InvalidId, RecplayError
 from tasks.ids import check_id
 from tasks.ops import repair
@@ -103,10 +103,13 @@ def cli(redis_url: str | None, database_url: str | None, data_dir: str | None) -
 @click.argument("business_id", callback=_valid_id)
 @click.option("--ttl", type=click.IntRange(min=1), default=3600, show_default=True,
               help="Lifetime in seconds.")
+@click.option("--scope", type=click.Choice(SCOPES), default=None,
+              help="play (list, status, fetch, stream: for a player) or manage (also register and delete). "
+                   "Without it the token has every right: for back ends only.")
 @reports_errors
-def token(business_id: str, ttl: int) -> None:
+def token(business_id: str, ttl: int, scope: str | None) -> None:
     """Print an access token for BUSINESS_ID."""
-    click.echo(mint_token(_settings(), business_id, ttl))
+    click.echo(mint_token(_settings(), business_id, ttl, scope=scope))
 
 
 def _print_overview(data: dict[str, Any], workers: dict[str, Any], heartbeat: float) -> None:

@@ -1,8 +1,8 @@
 """The errors of the domain package.
 
 The ones a request can cause sit under a middle class per answer (:class:`BadRequest`, :class:`AccessDenied`,
-:class:`NotFound`, :class:`Conflict`, :class:`Unprocessable`), each with the snake_case ``code`` a client sees,
-so the HTTP layer maps five classes, not every error.
+:class:`Forbidden`, :class:`NotFound`, :class:`Conflict`, :class:`Unprocessable`), each with the snake_case
+``code`` a client sees, so the HTTP layer maps six classes, not every error.
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ class AccessDenied(RecplayError):
     """Raised when a token is missing, malformed, forged, expired or of the wrong kind (answered 401)."""
 
     code = "unauthorized"
+
+
+class Forbidden(RecplayError):
+    """Raised when a valid token asks for what its scope does not grant (answered 403)."""
+
+    code = "forbidden"
 
 
 class NotFound(RecplayError):
