@@ -128,6 +128,8 @@ class Settings:
     secret_key: str | None = setting("RECPLAY_SECRET_KEY", None, keep_spaces=True)
     dev: bool = setting("RECPLAY_DEV", False)
     admin_token: str | None = setting("RECPLAY_ADMIN_TOKEN", None, keep_spaces=True)
+    # Bearer token GET /metrics asks for (none: open, for a scraper on the private network only).
+    metrics_token: str | None = setting("RECPLAY_METRICS_TOKEN", None, keep_spaces=True)
     media_hosts: tuple[str, ...] = setting("RECPLAY_MEDIA_HOSTS", ("api.twilio.com",))
     max_concurrent: int = setting("RECPLAY_MAX_CONCURRENT", 5, minimum=1)
     lease_seconds: int = setting("RECPLAY_LEASE_SECONDS", 120, minimum=1)
