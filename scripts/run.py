@@ -86,6 +86,9 @@ def main() -> int:
         provider.start()
         hosts = [h for h in env.get("RECPLAY_MEDIA_HOSTS", "api.twilio.com").split(",") if h]
         env["RECPLAY_MEDIA_HOSTS"] = ",".join([*hosts, f"127.0.0.1:{provider.port}"])
+        # The demo host is on loopback: allowed to resolve there (every other media host must be public).
+        internal = [h for h in env.get("RECPLAY_INTERNAL_MEDIA_HOSTS", "").split(",") if h]
+        env["RECPLAY_INTERNAL_MEDIA_HOSTS"] = ",".join([*internal, f"127.0.0.1:{provider.port}"])
 
         # The domain reads its settings from the environment: point this process at the same one.
         os.environ.update(env)

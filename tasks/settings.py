@@ -131,6 +131,9 @@ class Settings:
     # Bearer token GET /metrics asks for (none: open, for a scraper on the private network only).
     metrics_token: str | None = setting("RECPLAY_METRICS_TOKEN", None, keep_spaces=True)
     media_hosts: tuple[str, ...] = setting("RECPLAY_MEDIA_HOSTS", ("api.twilio.com",))
+    # Hosts of RECPLAY_MEDIA_HOSTS that may resolve to loopback or private addresses (same syntax); every
+    # other media host, and every redirect target, is connected to at public addresses only.
+    internal_media_hosts: tuple[str, ...] = setting("RECPLAY_INTERNAL_MEDIA_HOSTS", ())
     max_concurrent: int = setting("RECPLAY_MAX_CONCURRENT", 5, minimum=1)
     lease_seconds: int = setting("RECPLAY_LEASE_SECONDS", 120, minimum=1)
     dedup_seconds: int = setting("RECPLAY_DEDUP_SECONDS", 1800, minimum=0)

@@ -62,6 +62,7 @@ class Provider:
         self.dropped: set[int] = set()  # client ports (of killed clients) whose requests are closed unanswered
         self.request_times: dict[str, list[float]] = defaultdict(list)
         self.auth_headers: dict[str, list[str | None]] = defaultdict(list)
+        self.host_headers: dict[str, list[str | None]] = defaultdict(list)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -86,7 +87,7 @@ class Provider:
         with self.lock:
             self.behaviours.clear()
             for d in (self.requests, self.downloads, self.in_flight, self.max_in_flight, self.request_times,
-                      self.auth_headers):
+                      self.auth_headers, self.host_headers):
                 d.clear()
             self.dropped.clear()
 
@@ -115,6 +116,7 @@ class Provider:
                     provider.requests[path] += 1
                     provider.request_times[path].append(time.monotonic())
                     provider.auth_headers[path].append(self.headers.get("Authorization"))
+                    provider.host_headers[path].append(self.headers.get("Host"))
                     behaviour = provider.behaviours.get(path)
                     status = None
                     if behaviour and behaviour.fail_first:

@@ -19,7 +19,8 @@ from tests.conftest import ROOT, free_port, wait_for
 def test_the_launcher_serves_the_demo_business_and_stops_everything_on_ctrl_c(tmp_path, redis_server):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RECPLAY_SECRET_KEY",
-                                                            "RECPLAY_MEDIA_HOSTS")}
+                                                            "RECPLAY_MEDIA_HOSTS",
+                                                            "RECPLAY_INTERNAL_MEDIA_HOSTS")}
     env.update(PORT=str(port), RECPLAY_DATA_DIR=str(tmp_path / "var"), PATH=f"{ROOT}/.venv/bin:{env['PATH']}")
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:

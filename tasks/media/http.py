@@ -7,9 +7,7 @@ trying again can help.
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import logging
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from tasks.errors import LeaseLost, MediaHostNotAllowed, ProviderError
+from tasks.media.addresses import AddressPolicy, PinnedAdapter, listed
 from tasks.media.local import PartialFile, Written
 from tasks.media.types import FORMATS, sniff_format
 from tasks.settings import Settings
@@ -62,12 +61,7 @@ def is_allowed(url: str, allowlist: tuple[str, ...]) -> bool:
         scheme, host, port = host_key(url)
     except MediaHostNotAllowed:
         return False
-    for entry in allowlist:
-        if entry == f"{host}:{port}":
-            return True
-        if entry == host and port == _default_port(scheme):
-            return True
-    return False
+    return listed(allowlist, scheme, host, port)
 
 
 def check_media_url(url: str, settings: Settings) -> None:
@@ -76,27 +70,17 @@ def check_media_url(url: str, settings: Settings) -> None:
         raise MediaHostNotAllowed("media_url host is not on the allowlist (RECPLAY_MEDIA_HOSTS)")
 
 
-def _is_public_host(host: str, port: int) -> bool:
-    try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except OSError:
-        return False
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0])
-        if not addr.is_global or addr.is_multicast:
-            return False
-    return bool(infos)
-
-
 def may_redirect_to(url: str, settings: Settings) -> bool:
-    """A redirect target is followed only if allowlisted, or https to a host with only public addresses."""
+    """A redirect target is followed only if allowlisted, or over https. Where the connection may then go
+    (public addresses only, unless the host is an internal one) is checked when it is opened, on the very
+    addresses it connects to (:mod:`tasks.media.addresses`)."""
     if is_allowed(url, settings.media_hosts):
         return True
     try:
-        scheme, host, port = host_key(url)
+        scheme, _, _ = host_key(url)
     except MediaHostNotAllowed:
         return False
-    return scheme == "https" and _is_public_host(host, port)
+    return scheme == "https"
 
 
 def is_twilio_url(url: str | None, settings: Settings) -> bool:
@@ -158,18 +142,31 @@ def _not_audio(head: bytes) -> ProviderError:
 
 @dataclass
 class Fetcher:
-    """Downloads one media URL into a partial file of the store."""
+    """Downloads one media URL into a partial file of the store.
+
+    Every connection of its session obeys the address policy (:class:`tasks.media.addresses.PinnedAdapter`),
+    and the session reads nothing from the environment (no proxy, no ``.netrc`` credentials).
+    """
 
     settings: Settings
     session: requests.Session
+
+    def __post_init__(self) -> None:
+        self.session.trust_env = False
+        adapter = PinnedAdapter(AddressPolicy(self.settings.media_hosts, self.settings.internal_media_hosts))
+        for prefix in ("http://", "https://"):
+            self.session.mount(prefix, adapter)
 
     def fetch(self, url: str, partial: PartialFile, stop: threading.Event | None = None) -> Written:
         """Download ``url`` into ``partial`` and verify it.
 
         Raises:
-            ProviderError: the attempt failed (``permanent`` says whether to retry).
+            ProviderError: the attempt failed (``permanent`` says whether to retry); a URL whose host is no
+                longer on the allowlist (it was registered before the host was removed) fails permanently.
             LeaseLost: ``stop`` was set (our slot was reclaimed) while the download ran.
         """
+        if not is_allowed(url, self.settings.media_hosts):
+            raise ProviderError("media host is no longer on the allowlist (RECPLAY_MEDIA_HOSTS)", permanent=True)
         response = self._open(url)
         with response:
             return self._read(response, partial, stop)
