@@ -21,10 +21,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tasks import app
 from tasks.access import SCOPES, mint_token
-from tasks.errors import InvalidId, RecplayError
+from tasks.errors import InvalidBody, InvalidId, RecplayError
 from tasks.ids import check_id
 from tasks.ops import repair
 from tasks.ops.overview import overview
+from tasks.ops.tenancy import bind_twilio
 from tasks.ops.workers import check_workers, heartbeat_ages
 from tasks.settings import Settings, get_settings, reset_settings
 from tasks.slots.client import get_redis, reset_redis
@@ -237,6 +238,24 @@ def retry(business_id: str, call_sid: str) -> None:
         return
     # The status right after enqueueing races with the worker; what is certain is that it was enqueued.
     click.echo(f"{business_id}/{call_sid}: new attempt enqueued (it had failed: {done.before.error}).")
+
+
+@cli.command("twilio-bind")
+@click.argument("business_id", callback=_valid_id)
+@click.argument("account_sid")
+@reports_errors
+def twilio_bind(business_id: str, account_sid: str) -> None:
+    """Bind BUSINESS_ID to the Twilio account ACCOUNT_SID (a subaccount, usually): its recordings, CallSids and
+    status callbacks of any other account are refused from now on."""
+    try:
+        done = bind_twilio(_settings(), business_id, account_sid)
+    except InvalidBody as exc:
+        raise click.BadParameter(str(exc), param_hint="ACCOUNT_SID") from exc
+    if not done.changed:
+        click.echo(f"Nothing to do: {business_id} is already bound to {account_sid}.")
+        return
+    was = f" (was {done.previous})" if done.previous else " (was unbound)"
+    click.echo(f"{business_id}: bound to Twilio account {account_sid}{was}.")
 
 
 @cli.command()

@@ -79,6 +79,12 @@ class TwilioNotConfigured(Unprocessable):
     code = "twilio_not_configured"
 
 
+class TwilioAccountMismatch(Unprocessable):
+    """Raised when a business bound to a Twilio account registers a recording of another account."""
+
+    code = "twilio_account_mismatch"
+
+
 class ProviderError(RecplayError):
     """Raised when a download attempt fails.
 

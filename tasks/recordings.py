@@ -16,9 +16,9 @@ import redis
 from tasks.catalog.models import FAILED, HTTP, READY, TWILIO, WANTED, RecordingRow
 from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_download, send_handed
-from tasks.errors import Conflict, TwilioNotConfigured
+from tasks.errors import Conflict, ProviderError, TwilioAccountMismatch, TwilioNotConfigured
 from tasks.media import twilio
-from tasks.media.http import check_media_url, is_twilio_url
+from tasks.media.http import Fetcher, check_media_url, is_twilio_url, new_session
 from tasks.media.store import Store, media_store
 from tasks.media.types import safe_content_type
 from tasks.settings import Settings
@@ -91,13 +91,18 @@ class Recordings:
         Raises:
             MediaHostNotAllowed: the media URL is off the allowlist.
             TwilioNotConfigured: a CallSid alone, and no Twilio account to resolve it with.
+            TwilioAccountMismatch: the business is bound to a Twilio account, and this is a recording of
+                another (:meth:`check_twilio_account`).
             Conflict: the call_sid is registered with another media URL.
         """
+        bound = self.catalog.twilio_account(self.business_id)
         if media_url is not None:
             check_media_url(media_url, self.settings)
-        elif provider == TWILIO and not twilio.is_configured(self.settings):
+        elif provider == TWILIO and not twilio.is_configured(self.settings, bound):
             raise TwilioNotConfigured("set TWILIO_ACCOUNT_SID and its credentials to register Twilio recordings "
                                       "by CallSid")
+        if bound is not None:
+            self.check_twilio_account(bound, call_sid, media_url, provider)
         rec, created = self.catalog.register(self.business_id, call_sid, media_url, duration_seconds,
                                              provider=provider)
         if created:
@@ -112,6 +117,39 @@ class Recordings:
             log.info("another recording of a registered call, kept the first business_id=%s call_sid=%s",
                      self.business_id, call_sid)
         return rec, False
+
+    def check_twilio_account(self, bound: str, call_sid: str, media_url: str | None, provider: str) -> None:
+        """Refuse a Twilio recording of another account than ``bound``, the business's.
+
+        A Twilio URL must name ``bound`` in its path. A CallSid alone is looked up in ``bound``: Twilio not
+        knowing the call there (or naming another owner) refuses it; Twilio unreachable lets it through, since
+        the download resolves the CallSid in ``bound`` only and checks the account again.
+
+        Raises:
+            TwilioAccountMismatch: a recording of another account.
+        """
+        if media_url is not None:
+            mismatch = twilio.account_mismatch(bound, media_url) if is_twilio_url(media_url, self.settings) else None
+            if mismatch:
+                log.warning("registration refused business_id=%s call_sid=%s: %s", self.business_id, call_sid,
+                            mismatch)
+                raise TwilioAccountMismatch(mismatch)
+            return
+        if provider != TWILIO:
+            return
+        fetcher = Fetcher(self.settings, new_session())
+        try:
+            owner = twilio.call_account(fetcher, bound, call_sid)
+        except ProviderError as exc:
+            log.warning("could not ask Twilio whose call it is, the download checks again business_id=%s "
+                        "call_sid=%s: %s", self.business_id, call_sid, exc)
+            return
+        finally:
+            fetcher.session.close()
+        if owner != bound:
+            log.warning("registration refused business_id=%s call_sid=%s: the call is not in account %s",
+                        self.business_id, call_sid, bound)
+            raise TwilioAccountMismatch(f"the call is not one of account {bound}, the business's")
 
     def _same_recording(self, rec: RecordingRow, media_url: str | None) -> bool:
         """Whether a registration names the recording already registered: the same media URL, or a Twilio

@@ -89,7 +89,7 @@ def test_postgresql_without_auto_migration_refuses_an_empty_database_and_names_t
     monkeypatch.setenv("DATABASE_URL", url)
     reset_settings()
     assert get_settings().db_auto_migrate is False
-    with pytest.raises(SchemaError, match=r"is empty, this code needs 0002: run `alembic upgrade head`"):
+    with pytest.raises(SchemaError, match=rf"is empty, this code needs {head_revision()}: run `alembic upgrade head`"):
         Catalog(get_settings())
 
     monkeypatch.setenv("RECPLAY_DB_AUTO_MIGRATE", "1")
@@ -104,7 +104,7 @@ def test_postgresql_behind_the_code_is_refused_until_upgraded(data_dir, fresh_pg
     upgrade(_engine(url), "0001")
     monkeypatch.setenv("DATABASE_URL", url)
     reset_settings()
-    with pytest.raises(SchemaError, match="is at revision 0001, this code needs 0002"):
+    with pytest.raises(SchemaError, match=f"is at revision 0001, this code needs {head_revision()}"):
         Catalog(get_settings())
     upgrade(_engine(url))
     dispose_engines()
@@ -135,16 +135,17 @@ def _alembic(*args: str, url: str) -> subprocess.CompletedProcess[str]:
 def test_the_alembic_command_line_upgrades_and_downgrades_postgresql(fresh_pg_url):
     url = fresh_pg_url()
     _alembic("upgrade", "head", url=url)
-    assert "0002 (head)" in _alembic("current", url=url).stdout
+    assert f"{head_revision()} (head)" in _alembic("current", url=url).stdout
     assert _differences(url) == []
 
     _alembic("downgrade", "base", url=url)
     engine = _engine(url)
     with engine.connect() as conn:
         assert inspect(conn).has_table("recordings") is False
+        assert inspect(conn).has_table("twilio_bindings") is False
     engine.dispose()
     _alembic("upgrade", "head", url=url)
-    assert _version(url) == ["0002"]
+    assert _version(url) == [head_revision()]
 
 
 def test_processes_opening_a_fresh_postgresql_database_together_migrate_it_once(fresh_pg_url):

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tasks.catalog.models import FAILED, HTTP, NEW, READY, WANTED, Recording, RecordingRow, utcnow
+from tasks.catalog.models import FAILED, HTTP, NEW, READY, WANTED, Recording, RecordingRow, TwilioBinding, utcnow
 from tasks.catalog.schema import ensure_schema
 from tasks.settings import Settings
 
@@ -199,6 +199,30 @@ class Catalog:
             q = (select(Recording).where(Recording.state == WANTED, Recording.id > after_id)
                  .order_by(Recording.id).limit(limit))
             return [RecordingRow.of(r) for r in s.scalars(q)]
+
+    def twilio_account(self, business_id: str) -> str | None:
+        """The Twilio account SID ``business_id`` is bound to, or None when it is unbound."""
+        with Session(self.engine) as s:
+            return s.scalar(select(TwilioBinding.account_sid).where(TwilioBinding.business_id == business_id))
+
+    def bind_twilio(self, business_id: str, account_sid: str) -> str | None:
+        """Bind ``business_id`` to ``account_sid`` (replacing any binding); returns the account it was bound to.
+
+        Concurrent binds of one business are safe: the primary key lets one insert win, the others update.
+        """
+        for _ in range(2):
+            try:
+                with Session(self.engine) as s, s.begin():
+                    found = s.get(TwilioBinding, business_id)
+                    previous = found.account_sid if found is not None else None
+                    if found is None:
+                        s.add(TwilioBinding(business_id=business_id, account_sid=account_sid, bound_at=utcnow()))
+                    elif found.account_sid != account_sid:
+                        found.account_sid, found.bound_at = account_sid, utcnow()
+                return previous
+            except IntegrityError:
+                continue  # another bind inserted the row first: update it
+        raise RuntimeError("could not bind the Twilio account")  # two lost inserts in a row cannot happen
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

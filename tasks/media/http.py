@@ -16,6 +16,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from tasks.errors import LeaseLost, MediaHostNotAllowed, ProviderError
+from tasks.media import twilio_accounts
 from tasks.media.addresses import AddressPolicy, PinnedAdapter, listed
 from tasks.media.local import PartialFile, Written
 from tasks.media.types import FORMATS, sniff_format
@@ -96,15 +97,11 @@ def is_twilio_url(url: str | None, settings: Settings) -> bool:
 
 
 def credentials_for(url: str, settings: Settings) -> tuple[str, str] | None:
-    """HTTP Basic credentials for a URL on Twilio's API, if configured: an API key SID and secret, else the
-    account SID and auth token. Never for another host, nor for plain http to api.twilio.com."""
+    """HTTP Basic credentials for a URL on Twilio's API, if configured: those of the account the URL names
+    (:mod:`tasks.media.twilio_accounts`). Never for another host, nor for plain http to api.twilio.com."""
     if not is_twilio_url(url, settings):
         return None
-    if settings.twilio_api_key and settings.twilio_api_secret:
-        return settings.twilio_api_key, settings.twilio_api_secret
-    if settings.twilio_account_sid and settings.twilio_auth_token:
-        return settings.twilio_account_sid, settings.twilio_auth_token
-    return None
+    return twilio_accounts.credentials(settings, twilio_accounts.account_of(url))
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -173,16 +170,16 @@ class Fetcher:
 
     def _open(self, url: str) -> requests.Response:
         origin = host_key(url)
-        auth = credentials_for(url, self.settings)
         current = url
         for _ in range(MAX_REDIRECTS + 1):
-            same_origin = host_key(current) == origin
+            # Never send credentials to another host; on Twilio's, those of the account the URL names.
+            auth = credentials_for(current, self.settings) if host_key(current) == origin else None
             try:
                 response = self.session.get(
                     current,
                     stream=True,
                     allow_redirects=False,
-                    auth=auth if same_origin else None,  # never send credentials to another host
+                    auth=auth,
                     timeout=(self.settings.connect_timeout, self.settings.read_timeout),
                     headers={"Accept": "audio/*", "Accept-Encoding": "identity"},
                 )
