@@ -256,7 +256,7 @@ def _redirect(url: str) -> Response:
 
 def _lost(recs: Recordings, rec: RecordingRow) -> Response:
     """The bucket no longer has a ready recording's object: fetch it again."""
-    recs.catalog.mark_lost(rec.id)
+    recs.catalog.mark_lost(rec.id, rec.file_path, rec.sha256)
     fresh = recs.get(rec.call_sid) or rec
     return _pending(recs, recs.request(fresh, "force"), 202)
 

@@ -179,7 +179,7 @@ class Recordings:
         if rec.state == READY and not self.store.exists(rec.file_path):
             log.warning("stored file missing, fetching again business_id=%s call_sid=%s",
                         self.business_id, rec.call_sid)
-            self.catalog.mark_lost(rec.id)
+            self.catalog.mark_lost(rec.id, rec.file_path, rec.sha256)
             rec = dataclasses.replace(rec, state=WANTED, file_path=None, sha256=None, ready_at=None)
             mode = "force"
         result = request_job(self.client, self.settings, self.business_id, rec.call_sid,
@@ -193,9 +193,17 @@ class Recordings:
         return self.status(rec)
 
     def delete(self, rec: RecordingRow) -> None:
-        """Forget the recording: catalog row, stored file and job; a running download's result is discarded."""
-        self.catalog.delete(self.business_id, rec.call_sid)
+        """Forget the recording: catalog row, stored files and job; a running download's result is discarded.
+
+        No bytes stay behind whatever runs meanwhile. The row goes first, so a download that stores its result
+        from then on finds it gone and removes its own file (tasks/worker/download.py); every file of the
+        recording already stored goes next, under any extension, including one a download stored (and even
+        marked ready) after ``rec`` was read.
+        """
+        gone = self.catalog.delete(self.business_id, rec.call_sid)
         if delete_job(self.client, self.business_id, rec.call_sid):
             send_handed(self.business_id, BusinessSlots(self.client, self.business_id, self.settings).hand_off())
-        self.store.delete(rec.file_path)
+        for row in (rec,) if gone is None or gone == rec else (rec, gone):
+            self.store.delete(row.file_path)
+            self.store.delete_recording(self.business_id, row.call_sid, row.id)
         log.info("deleted business_id=%s call_sid=%s", self.business_id, rec.call_sid)

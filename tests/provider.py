@@ -48,6 +48,7 @@ class Behaviour:
     gate: threading.Event | None = None  # hold the answer (after the delay) until set
     redirect_to: str | None = None  # answer 302 with this Location instead of the body
     no_length: bool = False  # send the body without Content-Length, ended by closing the connection
+    first_bodies: list[tuple[bytes, str]] = field(default_factory=list)  # (body, type) of the first 200s, in turn
 
 
 class Provider:
@@ -167,9 +168,10 @@ class Provider:
                     return
                 with provider.lock:
                     provider.downloads[path] += 1
-                body = b"" if b.empty else b.body
+                    body, content_type = b.first_bodies.pop(0) if b.first_bodies else (b.body, b.content_type)
+                body = b"" if b.empty else body
                 self.send_response(200)
-                self.send_header("Content-Type", b.content_type)
+                self.send_header("Content-Type", content_type)
                 if b.no_length:
                     self.send_header("Connection", "close")
                     self.close_connection = True

@@ -72,11 +72,15 @@ class MediaStore:
         """Rename the verified file into place; returns its path relative to the root."""
         final = self._dir(business_id) / f"{call_sid}-{recording_id}.{extension_for(written.content_type)}"
         os.replace(written.temp_path, final)
-        dir_fd = os.open(final.parent, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            dir_fd = os.open(final.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except BaseException:
+            final.unlink(missing_ok=True)  # not durably in place: the caller records nothing, so keep nothing
+            raise
         return str(final.relative_to(self.root))
 
     def path(self, rel: str) -> Path:
@@ -88,6 +92,19 @@ class MediaStore:
     def delete(self, rel: str | None) -> None:
         if rel:
             self.path(rel).unlink(missing_ok=True)
+
+    def delete_recording(self, business_id: str, call_sid: str, recording_id: int, keep: str | None = None) -> int:
+        """Remove every file of the recording (``<call_sid>-<id>.<any extension>``) but ``keep``."""
+        directory = self.root / business_id
+        if not directory.is_dir():
+            return 0
+        removed = 0
+        # call_sid is a validated identifier: no glob metacharacter, no separator.
+        for found in directory.glob(f"{call_sid}-{recording_id}.*"):
+            if str(found.relative_to(self.root)) != keep:
+                found.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def verify(self, rel: str) -> bool:
         """Whether the file is really there (``exists`` already looks at the disk)."""

@@ -117,6 +117,15 @@ class S3Store:
         if rel:
             self.client.delete_object(Bucket=self.bucket, Key=rel)
 
+    def delete_recording(self, business_id: str, call_sid: str, recording_id: int, keep: str | None = None) -> int:
+        """Remove every object of the recording (``<call_sid>-<id>.<any extension>``) but ``keep``."""
+        listed = self.client.list_objects_v2(Bucket=self.bucket,
+                                             Prefix=f"{self.prefix}{business_id}/{call_sid}-{recording_id}.")
+        keys = [o["Key"] for o in listed.get("Contents", []) if o["Key"] != keep]
+        for key in keys:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        return len(keys)
+
     def redirect_url(self, rel: str, content_type: str, disposition: str | None) -> str | None:
         """A presigned URL (the bucket answers Range itself), unless RECPLAY_S3_STREAM=proxy."""
         if self.settings.s3_stream != "redirect":

@@ -48,6 +48,9 @@ class Store(Protocol):
     def delete(self, rel: str | None) -> None:
         """Remove ``rel`` (nothing when it is gone already)."""
 
+    def delete_recording(self, business_id: str, call_sid: str, recording_id: int, keep: str | None = None) -> int:
+        """Remove every stored file of one recording, whatever its extension, but ``keep``; returns how many."""
+
     def open_ranges(self, rel: str, parts: list[tuple[int, int]]) -> RangeSource:
         """A seekable reader of ``rel`` for sending the byte ranges ``parts``; the caller closes it."""
 
