@@ -108,10 +108,11 @@ def register(call_sid: str) -> Response:
 
 def _decode_cursor(raw: str) -> int:
     try:
-        value = int(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode())
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
+        value = int(text)
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_cursor", "cursor is not one this API issued") from exc
-    if value < 1:
+    if not text.isdigit() or value < 1:
         raise ApiError(400, "invalid_cursor", "cursor is not one this API issued")
     return value
 
@@ -124,7 +125,8 @@ def _encode_cursor(value: int) -> str:
 def list_recordings() -> Response:
     recs = _recordings(business_from_header())
     raw_limit = request.args.get("limit", str(DEFAULT_PAGE))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+    # ASCII digits only: str.isdigit also accepts '٣' and '²', which int() reads as 3 or refuses.
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_PAGE}")
     cursor = request.args.get("cursor")
     before = _decode_cursor(cursor) if cursor else None
