@@ -6,6 +6,7 @@ picture (:mod:`tasks.ops.overview`) at every scrape: nothing is cached.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
@@ -15,6 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from api.auth import bearer_token
+from api.auth import settings as app_settings
+from api.errors import ApiError
 from tasks import metrics
 from tasks.ops.overview import overview
 from tasks.ops.workers import MISSED_HEARTBEATS, heartbeat_ages
@@ -30,9 +34,25 @@ STREAM_ENDPOINT = "recordings.stream"
 
 @bp.get("/metrics")
 def scrape() -> Response:
+    _require_metrics_token()
     registry: CollectorRegistry = current_app.extensions["recplay.metrics"]
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST,
                     headers={"Cache-Control": "no-store"})
+
+
+def _require_metrics_token() -> None:
+    """With RECPLAY_METRICS_TOKEN set, only a scrape bearing it gets the metrics (they name every business).
+
+    Raises:
+        ApiError: 401 without that bearer token.
+    """
+    wanted = app_settings().metrics_token
+    if not wanted:
+        return
+    given = bearer_token()
+    if given is None or not hmac.compare_digest(given.encode(), wanted.encode()):
+        raise ApiError(401, "unauthorized", "the metrics need the RECPLAY_METRICS_TOKEN bearer token",
+                       {"WWW-Authenticate": 'Bearer realm="recplay-metrics"'})
 
 
 def _counted(body: Iterable[bytes]) -> Iterator[bytes]:

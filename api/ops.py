@@ -1,11 +1,12 @@
-"""Operations endpoints: liveness, readiness, and the ops overview behind the admin token."""
+"""Operations endpoints: liveness, readiness, and behind the admin token the ops overview and the Twilio account
+each business is bound to."""
 
 from __future__ import annotations
 
 import hmac
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from api.auth import bearer_token, settings
 from api.errors import ApiError
@@ -14,6 +15,7 @@ from tasks.catalog.queries import Catalog
 from tasks.errors import AccessDenied
 from tasks.media.store import media_store
 from tasks.ops.overview import overview as queue_overview
+from tasks.ops.tenancy import bind_twilio, twilio_binding
 from tasks.slots.client import get_redis
 
 bp = Blueprint("ops", __name__)
@@ -76,5 +78,24 @@ def ops_overview() -> Response:
     """The same JSON as ``recplay status --json``."""
     require_admin()
     response = jsonify(queue_overview(get_redis(), settings()))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/api/ops/businesses/<business_id>/twilio", methods=["GET", "PUT"])
+def ops_twilio_binding(business_id: str) -> Response:
+    """GET: ``{"business_id", "account_sid"}`` (null when unbound). PUT ``{"account_sid": "AC..."}``: bind the
+    business to that account (the same as ``recplay twilio-bind``); answers the binding and the previous one."""
+    require_admin()
+    if request.method == "PUT":
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict) or set(data) != {"account_sid"}:
+            raise ApiError(400, "invalid_body", 'body must be {"account_sid": "AC..."}')
+        binding = bind_twilio(settings(), business_id, data["account_sid"])
+        body = binding.as_dict()
+    else:
+        binding = twilio_binding(settings(), business_id)
+        body = {"business_id": binding.business_id, "account_sid": binding.account_sid}
+    response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -13,9 +13,10 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from api import ranges
 from api.auth import business_for_stream, business_from_header, settings
 from api.errors import ApiError
-from tasks.access import mint_stream_token
+from tasks.access import MANAGE, mint_stream_token
 from tasks.catalog.models import FAILED, HTTP, PROVIDERS, READY, TWILIO, RecordingRow
 from tasks.ids import check_id
+from tasks.media.types import safe_content_type
 from tasks.recordings import Recordings, Status
 from tasks.slots.client import get_redis
 
@@ -27,6 +28,12 @@ MAX_PAGE = 200
 DEFAULT_PAGE = 50
 #: Seconds a client should wait before polling a recording that is not ready yet.
 RETRY_AFTER_SECONDS = 2
+#: On every answer of the stream endpoint (deploy/nginx.conf adds the same to the files it sends): a browser
+#: never guesses another type than the one sent, and a document opened from it runs nothing and loads nothing.
+MEDIA_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
 
 
 def _recordings(business_id: str) -> Recordings:
@@ -70,7 +77,7 @@ def _json_body() -> dict[str, Any]:
 
 @bp.put("/<call_sid>")
 def register(call_sid: str) -> Response:
-    recs = _recordings(business_from_header())
+    recs = _recordings(business_from_header(MANAGE))
     check_id(call_sid, "call_sid")
     data = _json_body()
     unknown = set(data) - {"media_url", "duration_seconds", "provider"}
@@ -101,10 +108,11 @@ def register(call_sid: str) -> Response:
 
 def _decode_cursor(raw: str) -> int:
     try:
-        value = int(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode())
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
+        value = int(text)
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_cursor", "cursor is not one this API issued") from exc
-    if value < 1:
+    if not text.isdigit() or value < 1:
         raise ApiError(400, "invalid_cursor", "cursor is not one this API issued")
     return value
 
@@ -117,7 +125,8 @@ def _encode_cursor(value: int) -> str:
 def list_recordings() -> Response:
     recs = _recordings(business_from_header())
     raw_limit = request.args.get("limit", str(DEFAULT_PAGE))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+    # ASCII digits only: str.isdigit also accepts '٣' and '²', which int() reads as 3 or refuses.
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_PAGE}")
     cursor = request.args.get("cursor")
     before = _decode_cursor(cursor) if cursor else None
@@ -160,6 +169,15 @@ def stream(call_sid: str) -> Response:
     return _send_media(recs, rec)
 
 
+@bp.after_request
+def _guard_media(response: Response) -> Response:
+    """Every answer of the stream endpoint (media, redirect, pending status or error) carries the media
+    security headers."""
+    if request.endpoint == "recordings.stream":
+        response.headers.update(MEDIA_SECURITY_HEADERS)
+    return response
+
+
 class MediaResponse(Response):
     """Keeps the representation headers on a 304, which werkzeug strips; SPEC wants them on every answer."""
 
@@ -178,7 +196,8 @@ def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
         length=rec.size_bytes,
         etag=f'"{rec.sha256[:32]}"',
         last_modified=rec.ready_at.replace(microsecond=0),
-        content_type=rec.content_type or "application/octet-stream",
+        # Rows stored before the fixed table may hold a provider's header (`audio/mpeg, text/html`).
+        content_type=safe_content_type(rec.content_type),
     )
     plan = ranges.plan_response(
         request.method, rep,
@@ -239,7 +258,7 @@ def _redirect(url: str) -> Response:
 
 def _lost(recs: Recordings, rec: RecordingRow) -> Response:
     """The bucket no longer has a ready recording's object: fetch it again."""
-    recs.catalog.mark_lost(rec.id)
+    recs.catalog.mark_lost(rec.id, rec.file_path, rec.sha256)
     fresh = recs.get(rec.call_sid) or rec
     return _pending(recs, recs.request(fresh, "force"), 202)
 
@@ -274,7 +293,7 @@ def _accel_redirect(location: str, rec: RecordingRow, plan: ranges.Plan) -> Resp
         # nginx adds Accept-Ranges to a 200 itself, but not to a 206: it keeps ours then.
         if name in ("ETag", "Last-Modified") or (name == "Accept-Ranges" and plan.status == 206):
             response.headers[name] = value
-    response.headers["Content-Type"] = rec.content_type or "application/octet-stream"
+    response.headers["Content-Type"] = safe_content_type(rec.content_type)
     response.headers["X-Accel-Redirect"] = location
     _media_headers(response, rec)
     return response
@@ -282,7 +301,7 @@ def _accel_redirect(location: str, rec: RecordingRow, plan: ranges.Plan) -> Resp
 
 @bp.delete("/<call_sid>")
 def delete(call_sid: str) -> Response:
-    recs = _recordings(business_from_header())
+    recs = _recordings(business_from_header(MANAGE))
     rec = _owned(recs, call_sid)
     recs.delete(rec)
     return Response(status=204)

@@ -252,6 +252,7 @@ class Stack:
             "RECPLAY_DATA_DIR": str(self.workdir / "var"),
             "RECPLAY_SECRET_KEY": SECRET,
             "RECPLAY_MEDIA_HOSTS": self.provider.host,
+            "RECPLAY_INTERNAL_MEDIA_HOSTS": self.provider.host,
             "RECPLAY_SWEEP_SECONDS": "5",
             # The per-business abuse limits stay on (their cost per request is part of the API's), set far above
             # what a scenario sends so they never answer 429.

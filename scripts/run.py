@@ -86,10 +86,13 @@ def main() -> int:
         provider.start()
         hosts = [h for h in env.get("RECPLAY_MEDIA_HOSTS", "api.twilio.com").split(",") if h]
         env["RECPLAY_MEDIA_HOSTS"] = ",".join([*hosts, f"127.0.0.1:{provider.port}"])
+        # The demo host is on loopback: allowed to resolve there (every other media host must be public).
+        internal = [h for h in env.get("RECPLAY_INTERNAL_MEDIA_HOSTS", "").split(",") if h]
+        env["RECPLAY_INTERNAL_MEDIA_HOSTS"] = ",".join([*internal, f"127.0.0.1:{provider.port}"])
 
         # The domain reads its settings from the environment: point this process at the same one.
         os.environ.update(env)
-        from tasks.access import mint_token
+        from tasks.access import PLAY, mint_token
         from tasks.catalog.queries import Catalog
         from tasks.settings import get_settings
 
@@ -108,7 +111,8 @@ def main() -> int:
         spawn("beat", [str(bindir / "celery"), "-A", "tasks", "beat", "-l", "INFO",
                        "-s", str(data_dir / "celerybeat-schedule")])
         wait_port(port, 30, "the API")
-        token = mint_token(settings, DEMO_BUSINESS, ttl_seconds=7 * 24 * 3600)
+        # The player lists, fetches and plays: a `play` token, which cannot register or delete.
+        token = mint_token(settings, DEMO_BUSINESS, ttl_seconds=7 * 24 * 3600, scope=PLAY)
         print("\n" + "=" * 72)
         print("recplay is running. Open the player:")
         print(f"  http://127.0.0.1:{port}/#token={token}")

@@ -20,11 +20,12 @@ from kombu.exceptions import OperationalError
 from sqlalchemy.exc import SQLAlchemyError
 
 from tasks import app
-from tasks.access import mint_token
-from tasks.errors import InvalidId, RecplayError
+from tasks.access import SCOPES, mint_token
+from tasks.errors import InvalidBody, InvalidId, RecplayError
 from tasks.ids import check_id
 from tasks.ops import repair
 from tasks.ops.overview import overview
+from tasks.ops.tenancy import bind_twilio
 from tasks.ops.workers import check_workers, heartbeat_ages
 from tasks.settings import Settings, get_settings, reset_settings
 from tasks.slots.client import get_redis, reset_redis
@@ -105,10 +106,13 @@ def cli(redis_url: str | None, database_url: str | None, data_dir: str | None) -
 @click.argument("business_id", callback=_valid_id)
 @click.option("--ttl", type=click.IntRange(min=1), default=3600, show_default=True,
               help="Lifetime in seconds.")
+@click.option("--scope", type=click.Choice(SCOPES), default=None,
+              help="play (list, status, fetch, stream: for a player) or manage (also register and delete). "
+                   "Without it the token has every right: for back ends only.")
 @reports_errors
-def token(business_id: str, ttl: int) -> None:
+def token(business_id: str, ttl: int, scope: str | None) -> None:
     """Print an access token for BUSINESS_ID."""
-    click.echo(mint_token(_settings(), business_id, ttl))
+    click.echo(mint_token(_settings(), business_id, ttl, scope=scope))
 
 
 def _print_overview(data: dict[str, Any], workers: dict[str, Any], heartbeat: float) -> None:
@@ -237,6 +241,24 @@ def retry(business_id: str, call_sid: str) -> None:
         return
     # The status right after enqueueing races with the worker; what is certain is that it was enqueued.
     click.echo(f"{business_id}/{call_sid}: new attempt enqueued (it had failed: {done.before.error}).")
+
+
+@cli.command("twilio-bind")
+@click.argument("business_id", callback=_valid_id)
+@click.argument("account_sid")
+@reports_errors
+def twilio_bind(business_id: str, account_sid: str) -> None:
+    """Bind BUSINESS_ID to the Twilio account ACCOUNT_SID (a subaccount, usually): its recordings, CallSids and
+    status callbacks of any other account are refused from now on."""
+    try:
+        done = bind_twilio(_settings(), business_id, account_sid)
+    except InvalidBody as exc:
+        raise click.BadParameter(str(exc), param_hint="ACCOUNT_SID") from exc
+    if not done.changed:
+        click.echo(f"Nothing to do: {business_id} is already bound to {account_sid}.")
+        return
+    was = f" (was {done.previous})" if done.previous else " (was unbound)"
+    click.echo(f"{business_id}: bound to Twilio account {account_sid}{was}.")
 
 
 @cli.command()

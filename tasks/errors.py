@@ -1,8 +1,8 @@
 """The errors of the domain package.
 
 The ones a request can cause sit under a middle class per answer (:class:`BadRequest`, :class:`AccessDenied`,
-:class:`NotFound`, :class:`Conflict`, :class:`Unprocessable`), each with the snake_case ``code`` a client sees,
-so the HTTP layer maps five classes, not every error.
+:class:`Forbidden`, :class:`NotFound`, :class:`Conflict`, :class:`Unprocessable`), each with the snake_case
+``code`` a client sees, so the HTTP layer maps six classes, not every error.
 """
 
 from __future__ import annotations
@@ -43,6 +43,12 @@ class AccessDenied(RecplayError):
     code = "unauthorized"
 
 
+class Forbidden(RecplayError):
+    """Raised when a valid token asks for what its scope does not grant (answered 403)."""
+
+    code = "forbidden"
+
+
 class NotFound(RecplayError):
     """Raised when a request or an operator names a recording the business does not have (answered 404)."""
 
@@ -71,6 +77,12 @@ class TwilioNotConfigured(Unprocessable):
     """Raised when a Twilio recording is registered by its CallSid alone and no Twilio account is configured."""
 
     code = "twilio_not_configured"
+
+
+class TwilioAccountMismatch(Unprocessable):
+    """Raised when a business bound to a Twilio account registers a recording of another account."""
+
+    code = "twilio_account_mismatch"
 
 
 class ProviderError(RecplayError):

@@ -16,10 +16,11 @@ import redis
 from tasks.catalog.models import FAILED, HTTP, READY, TWILIO, WANTED, RecordingRow
 from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_download, send_handed
-from tasks.errors import Conflict, TwilioNotConfigured
+from tasks.errors import Conflict, ProviderError, TwilioAccountMismatch, TwilioNotConfigured
 from tasks.media import twilio
-from tasks.media.http import check_media_url, is_twilio_url
+from tasks.media.http import Fetcher, check_media_url, is_twilio_url, new_session
 from tasks.media.store import Store, media_store
+from tasks.media.types import safe_content_type
 from tasks.settings import Settings
 from tasks.slots.jobs import Job, RequestMode, delete_job, get_job, get_jobs, request_job
 from tasks.slots.semaphore import BusinessSlots
@@ -65,7 +66,8 @@ def status_of(rec: RecordingRow, job: Job | None, store: Store) -> Status:
     attempts = job.attempts if job is not None and job.recording_id == str(rec.id) else rec.attempts
     return Status(
         call_sid=rec.call_sid, status=status, attempts=attempts, error=error,
-        size_bytes=rec.size_bytes if ready else None, content_type=rec.content_type if ready else None,
+        size_bytes=rec.size_bytes if ready else None,
+        content_type=safe_content_type(rec.content_type) if ready else None,
         duration_seconds=rec.duration_seconds, created_at=rec.created_at.isoformat(),
     )
 
@@ -89,13 +91,18 @@ class Recordings:
         Raises:
             MediaHostNotAllowed: the media URL is off the allowlist.
             TwilioNotConfigured: a CallSid alone, and no Twilio account to resolve it with.
+            TwilioAccountMismatch: the business is bound to a Twilio account, and this is a recording of
+                another (:meth:`check_twilio_account`).
             Conflict: the call_sid is registered with another media URL.
         """
+        bound = self.catalog.twilio_account(self.business_id)
         if media_url is not None:
             check_media_url(media_url, self.settings)
-        elif provider == TWILIO and not twilio.is_configured(self.settings):
+        elif provider == TWILIO and not twilio.is_configured(self.settings, bound):
             raise TwilioNotConfigured("set TWILIO_ACCOUNT_SID and its credentials to register Twilio recordings "
                                       "by CallSid")
+        if bound is not None:
+            self.check_twilio_account(bound, call_sid, media_url, provider)
         rec, created = self.catalog.register(self.business_id, call_sid, media_url, duration_seconds,
                                              provider=provider)
         if created:
@@ -110,6 +117,39 @@ class Recordings:
             log.info("another recording of a registered call, kept the first business_id=%s call_sid=%s",
                      self.business_id, call_sid)
         return rec, False
+
+    def check_twilio_account(self, bound: str, call_sid: str, media_url: str | None, provider: str) -> None:
+        """Refuse a Twilio recording of another account than ``bound``, the business's.
+
+        A Twilio URL must name ``bound`` in its path. A CallSid alone is looked up in ``bound``: Twilio not
+        knowing the call there (or naming another owner) refuses it; Twilio unreachable lets it through, since
+        the download resolves the CallSid in ``bound`` only and checks the account again.
+
+        Raises:
+            TwilioAccountMismatch: a recording of another account.
+        """
+        if media_url is not None:
+            mismatch = twilio.account_mismatch(bound, media_url) if is_twilio_url(media_url, self.settings) else None
+            if mismatch:
+                log.warning("registration refused business_id=%s call_sid=%s: %s", self.business_id, call_sid,
+                            mismatch)
+                raise TwilioAccountMismatch(mismatch)
+            return
+        if provider != TWILIO:
+            return
+        fetcher = Fetcher(self.settings, new_session())
+        try:
+            owner = twilio.call_account(fetcher, bound, call_sid)
+        except ProviderError as exc:
+            log.warning("could not ask Twilio whose call it is, the download checks again business_id=%s "
+                        "call_sid=%s: %s", self.business_id, call_sid, exc)
+            return
+        finally:
+            fetcher.session.close()
+        if owner != bound:
+            log.warning("registration refused business_id=%s call_sid=%s: the call is not in account %s",
+                        self.business_id, call_sid, bound)
+            raise TwilioAccountMismatch(f"the call is not one of account {bound}, the business's")
 
     def _same_recording(self, rec: RecordingRow, media_url: str | None) -> bool:
         """Whether a registration names the recording already registered: the same media URL, or a Twilio
@@ -139,7 +179,7 @@ class Recordings:
         if rec.state == READY and not self.store.exists(rec.file_path):
             log.warning("stored file missing, fetching again business_id=%s call_sid=%s",
                         self.business_id, rec.call_sid)
-            self.catalog.mark_lost(rec.id)
+            self.catalog.mark_lost(rec.id, rec.file_path, rec.sha256)
             rec = dataclasses.replace(rec, state=WANTED, file_path=None, sha256=None, ready_at=None)
             mode = "force"
         result = request_job(self.client, self.settings, self.business_id, rec.call_sid,
@@ -154,9 +194,17 @@ class Recordings:
         return self.status(rec)
 
     def delete(self, rec: RecordingRow) -> None:
-        """Forget the recording: catalog row, stored file and job; a running download's result is discarded."""
-        self.catalog.delete(self.business_id, rec.call_sid)
+        """Forget the recording: catalog row, stored files and job; a running download's result is discarded.
+
+        No bytes stay behind whatever runs meanwhile. The row goes first, so a download that stores its result
+        from then on finds it gone and removes its own file (tasks/worker/download.py); every file of the
+        recording already stored goes next, under any extension, including one a download stored (and even
+        marked ready) after ``rec`` was read.
+        """
+        gone = self.catalog.delete(self.business_id, rec.call_sid)
         if delete_job(self.client, self.business_id, rec.call_sid):
             send_handed(self.business_id, BusinessSlots(self.client, self.business_id, self.settings).hand_off())
-        self.store.delete(rec.file_path)
+        for row in (rec,) if gone is None or gone == rec else (rec, gone):
+            self.store.delete(row.file_path)
+            self.store.delete_recording(self.business_id, row.call_sid, row.id)
         log.info("deleted business_id=%s call_sid=%s", self.business_id, rec.call_sid)

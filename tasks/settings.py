@@ -7,7 +7,9 @@ field of :class:`Settings` (:func:`setting`); ``celeryconfig.py`` reads the same
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
 from functools import lru_cache
@@ -89,6 +91,53 @@ def _accel_prefix(name: str, raw: str, minimum: float | None) -> str:
     return raw.rstrip("/") + "/"
 
 
+@dataclass(frozen=True)
+class TwilioAccount:
+    """Credentials of one Twilio account (a subaccount, usually) from RECPLAY_TWILIO_ACCOUNTS: its auth token
+    (needed to check its webhooks' signatures) and/or an API key of it (preferred for REST calls)."""
+
+    sid: str
+    auth_token: str | None = None
+    api_key: str | None = None
+    api_secret: str | None = None
+
+
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
+_API_KEY_SID = re.compile(r"SK[0-9a-fA-F]{32}")
+
+
+def _twilio_account(name: str, sid: object, given: object) -> TwilioAccount:
+    if not isinstance(sid, str) or not _ACCOUNT_SID.fullmatch(sid):
+        raise ConfigError(f"{name}: {sid!r} is not an account SID (AC and 32 hex digits)")
+    if isinstance(given, str):
+        given = {"auth_token": given}
+    if not isinstance(given, dict) or not set(given) <= {"auth_token", "api_key", "api_secret"}:
+        raise ConfigError(f"{name}: {sid} must map to an auth token or to an object with auth_token and/or "
+                          "api_key and api_secret")
+    values = {key: value for key, value in given.items() if value is not None}
+    if any(not isinstance(value, str) or not value for value in values.values()):
+        raise ConfigError(f"{name}: the credentials of {sid} must be non-empty strings")
+    if ("api_key" in values) != ("api_secret" in values):
+        raise ConfigError(f"{name}: {sid} needs both api_key and api_secret, or neither")
+    if "api_key" in values and not _API_KEY_SID.fullmatch(values["api_key"]):
+        raise ConfigError(f"{name}: the api_key of {sid} is not an API key SID (SK and 32 hex digits)")
+    if not values:
+        raise ConfigError(f"{name}: {sid} has no credentials")
+    return TwilioAccount(sid, **values)
+
+
+def _twilio_accounts(name: str, raw: str, minimum: float | None) -> tuple[TwilioAccount, ...]:
+    """RECPLAY_TWILIO_ACCOUNTS: a JSON object, account SID -> its auth token, or -> {"auth_token": ...,
+    "api_key": "SK...", "api_secret": ...}."""
+    try:
+        given = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a JSON object: {exc}") from exc
+    if not isinstance(given, dict):
+        raise ConfigError(f"{name} must be a JSON object of account SID -> credentials")
+    return tuple(_twilio_account(name, sid, value) for sid, value in given.items())
+
+
 def _one_of(*choices: str) -> Parser:
     def parse(name: str, raw: str, minimum: float | None) -> str:
         for choice in choices:
@@ -133,7 +182,12 @@ class Settings:
     secret_key: str | None = setting("RECPLAY_SECRET_KEY", None, keep_spaces=True)
     dev: bool = setting("RECPLAY_DEV", False)
     admin_token: str | None = setting("RECPLAY_ADMIN_TOKEN", None, keep_spaces=True)
+    # Bearer token GET /metrics asks for (none: open, for a scraper on the private network only).
+    metrics_token: str | None = setting("RECPLAY_METRICS_TOKEN", None, keep_spaces=True)
     media_hosts: tuple[str, ...] = setting("RECPLAY_MEDIA_HOSTS", ("api.twilio.com",))
+    # Hosts of RECPLAY_MEDIA_HOSTS that may resolve to loopback or private addresses (same syntax); every
+    # other media host, and every redirect target, is connected to at public addresses only.
+    internal_media_hosts: tuple[str, ...] = setting("RECPLAY_INTERNAL_MEDIA_HOSTS", ())
     max_concurrent: int = setting("RECPLAY_MAX_CONCURRENT", 5, minimum=1)
     lease_seconds: int = setting("RECPLAY_LEASE_SECONDS", 120, minimum=1)
     dedup_seconds: int = setting("RECPLAY_DEDUP_SECONDS", 1800, minimum=0)
@@ -169,6 +223,10 @@ class Settings:
     twilio_api_key: str | None = setting("TWILIO_API_KEY", None, keep_spaces=True)
     twilio_api_secret: str | None = setting("TWILIO_API_SECRET", None, keep_spaces=True)
     twilio_auth_token: str | None = setting("TWILIO_AUTH_TOKEN", None, keep_spaces=True)
+    # Credentials of other accounts (subaccounts), by account SID; an account not listed is reached with the
+    # main account's credentials above (Twilio accepts them on its subaccounts' resources).
+    twilio_accounts: tuple[TwilioAccount, ...] = setting("RECPLAY_TWILIO_ACCOUNTS", (), parse=_twilio_accounts,
+                                                         keep_spaces=True)
     # --- The worker's Celery settings (celeryconfig.py reads them) ---
     # Redis redelivers an unacked message after this long: keep it above the longest download.
     visibility_timeout: int = setting("RECPLAY_VISIBILITY_TIMEOUT", 7200, minimum=1)

@@ -114,6 +114,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update({
         "RECPLAY_SECRET_KEY": SECRET,
         "RECPLAY_MEDIA_HOSTS": provider.host,
+        # The stand-in listens on loopback: it may (every other media host must resolve to public addresses).
+        "RECPLAY_INTERNAL_MEDIA_HOSTS": provider.host,
         "RECPLAY_RETRY_BACKOFF_SECONDS": "0.2",
         "RECPLAY_RETRY_BACKOFF_MAX_SECONDS": "5",
         "RECPLAY_READ_TIMEOUT": "10",

@@ -113,7 +113,7 @@ def _empty(url: str) -> None:
 
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE recordings RESTART IDENTITY"))
+        conn.execute(text("TRUNCATE recordings, twilio_bindings RESTART IDENTITY"))
     engine.dispose()
 
 

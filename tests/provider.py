@@ -2,7 +2,8 @@
 
 Each media path (``/<business_id>/<name>``) has a behaviour: its body and content type, a delay before the
 answer, a list of statuses to answer first (500, 429 with Retry-After, 404...), an empty or truncated body, a
-slow trickle, or a gate that holds the response until the test opens it. The server counts downloads per path
+body without Content-Length, a slow trickle, a redirect, or a gate that holds the response until the test opens
+it. The server counts downloads per path
 and records, per business, how many downloads were in flight at once.
 """
 
@@ -66,6 +67,9 @@ class Behaviour:
     truncate_to: int | None = None  # send only this many bytes of a body announced whole
     trickle_seconds: float = 0.0  # spread the body over this long
     gate: threading.Event | None = None  # hold the answer (after the delay) until set
+    redirect_to: str | None = None  # answer 302 with this Location instead of the body
+    no_length: bool = False  # send the body without Content-Length, ended by closing the connection
+    first_bodies: list[tuple[bytes, str]] = field(default_factory=list)  # (body, type) of the first 200s, in turn
 
 
 class Provider:
@@ -80,6 +84,7 @@ class Provider:
         self.dropped: set[int] = set()  # client ports (of killed clients) whose requests are closed unanswered
         self.request_times: dict[str, list[float]] = defaultdict(list)
         self.auth_headers: dict[str, list[str | None]] = defaultdict(list)
+        self.host_headers: dict[str, list[str | None]] = defaultdict(list)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -104,7 +109,7 @@ class Provider:
         with self.lock:
             self.behaviours.clear()
             for d in (self.requests, self.downloads, self.in_flight, self.max_in_flight, self.request_times,
-                      self.auth_headers):
+                      self.auth_headers, self.host_headers):
                 d.clear()
             self.dropped.clear()
 
@@ -133,6 +138,7 @@ class Provider:
                     provider.requests[path] += 1
                     provider.request_times[path].append(time.monotonic())
                     provider.auth_headers[path].append(self.headers.get("Authorization"))
+                    provider.host_headers[path].append(self.headers.get("Host"))
                     behaviour = provider.behaviours.get(path)
                     status = None
                     if behaviour and behaviour.fail_first:
@@ -178,12 +184,20 @@ class Provider:
                     headers = {"Retry-After": b.retry_after} if b.retry_after and status in (429, 503) else {}
                     self._plain(status, b"provider error", headers)
                     return
+                if b.redirect_to:
+                    self._plain(302, b"", {"Location": b.redirect_to})
+                    return
                 with provider.lock:
                     provider.downloads[path] += 1
-                body = b"" if b.empty else b.body
+                    body, content_type = b.first_bodies.pop(0) if b.first_bodies else (b.body, b.content_type)
+                body = b"" if b.empty else body
                 self.send_response(200)
-                self.send_header("Content-Type", b.content_type)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Type", content_type)
+                if b.no_length:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                else:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if b.truncate_to is not None:
                     self.wfile.write(body[: b.truncate_to])

@@ -117,7 +117,7 @@ def test_state_transitions_keep_a_ready_recording_ready(catalog_url):
     cat.mark_wanted(row.id)
     assert cat.get("biz", "CA1").state == READY  # type: ignore[union-attr]
 
-    cat.mark_lost(row.id)
+    assert cat.mark_lost(row.id, ready.file_path, ready.sha256) is True
     lost = cat.get("biz", "CA1")
     assert lost is not None
     assert (lost.state, lost.file_path, lost.sha256, lost.ready_at) == (WANTED, None, None, None)

@@ -142,6 +142,7 @@ def test_the_alembic_command_line_upgrades_and_downgrades_postgresql(fresh_pg_ur
     engine = _engine(url)
     with engine.connect() as conn:
         assert inspect(conn).has_table("recordings") is False
+        assert inspect(conn).has_table("twilio_bindings") is False
     engine.dispose()
     _alembic("upgrade", "head", url=url)
     assert _version(url) == [head_revision()]

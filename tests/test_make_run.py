@@ -8,7 +8,10 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
+
+import pytest
 
 from tests.conftest import ROOT, free_port, wait_for
 
@@ -16,7 +19,8 @@ from tests.conftest import ROOT, free_port, wait_for
 def test_the_launcher_serves_the_demo_business_and_stops_everything_on_ctrl_c(tmp_path, redis_server):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RECPLAY_SECRET_KEY",
-                                                            "RECPLAY_MEDIA_HOSTS")}
+                                                            "RECPLAY_MEDIA_HOSTS",
+                                                            "RECPLAY_INTERNAL_MEDIA_HOSTS")}
     env.update(PORT=str(port), RECPLAY_DATA_DIR=str(tmp_path / "var"), PATH=f"{ROOT}/.venv/bin:{env['PATH']}")
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:
@@ -47,6 +51,16 @@ def test_the_launcher_serves_the_demo_business_and_stops_everything_on_ctrl_c(tm
         assert len(audio) == body["size_bytes"]
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
         assert b"recplay" in page
+        # The printed token is a player's: it plays, and cannot register or delete.
+        for method, path in (("PUT", "CAdemo0009"), ("DELETE", "CAdemo0003")):
+            refused = urllib.request.Request(f"http://127.0.0.1:{port}/api/recordings/{path}", method=method,
+                                             data=b'{"media_url": "https://api.twilio.com/x.mp3"}',
+                                             headers={"Authorization": f"Bearer {token}",
+                                                      "Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as answer:
+                urllib.request.urlopen(refused, timeout=10)
+            assert answer.value.code == 403, method
+            assert json.load(answer.value)["error"]["code"] == "forbidden"
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(30)

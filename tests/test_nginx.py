@@ -278,3 +278,35 @@ def test_a_twilio_callback_through_nginx_is_checked_against_the_public_url(stack
         assert answer.status_code == expected, signed_url
     rec = Catalog(stack.settings).get("biz", call)
     assert rec is not None and rec.media_url == form["RecordingUrl"]
+
+
+def test_nginx_never_exposes_the_metrics(stack):
+    # The API itself answers /metrics (on the private network)...
+    assert b"recplay_redis_up" in stack.direct.get("/metrics").data
+    # ...nginx does not, however the path is spelled.
+    for path in ("/metrics", "/metrics?format=text", "//metrics", "/%6Detrics", "/./metrics", "/metrics/",
+                 "/x/../metrics"):
+        answer = stack.http.get(stack.base + path, timeout=10)
+        assert answer.status_code == 404, path
+        assert b"recplay_" not in answer.content, path
+
+
+def test_media_sent_by_nginx_carries_the_safe_type_nosniff_and_the_sandbox(stack):
+    # Given a recording stored before the fixed media table: the provider's header as its type, a page as its body
+    page = b"<!DOCTYPE html><html><body><script>document.title = 'pwned'</script></body></html>"
+    rel = store_ready(stack.settings, "biz", "CA1", page, "audio/mpeg, text/html")
+    store_ready(stack.settings, "biz", "CA2", AUDIO, "audio/wav")
+    for call_sid, content_type, body in (("CA1", "application/octet-stream", page), ("CA2", "audio/wav", AUDIO)):
+        token = mint_stream_token(stack.settings, "biz", call_sid)
+        url = stack.base + f"/api/recordings/{call_sid}/stream?token={token}"
+        for headers, status, sent in (({}, 200, body), ({"Range": "bytes=2-5"}, 206, body[2:6])):
+            got = stack.http.get(url, headers=headers, timeout=10)
+            assert (got.status_code, got.content) == (status, sent), (call_sid, headers)
+            assert got.headers["Content-Type"] == content_type
+            assert got.headers["X-Content-Type-Options"] == "nosniff"
+            assert got.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    # nginx sent those bytes itself.
+    token = mint_stream_token(stack.settings, "biz", "CA1")
+    handed = stack.accel_client.get(f"/api/recordings/CA1/stream?token={token}")
+    assert handed.headers["X-Accel-Redirect"] == PREFIX + rel
+    assert handed.headers["Content-Type"] == "application/octet-stream"

@@ -175,3 +175,27 @@ def test_readiness_checks_the_bucket(s3, monkeypatch):
     missing = api_for("biz").client.get("/readyz")
     assert missing.status_code == 503
     assert missing.get_json()["checks"]["media_store"]["ok"] is False
+
+
+def test_a_presigned_url_names_the_safe_type_whatever_the_object_was_stored_with(s3):
+    # Given objects uploaded before the fixed media table, with the provider's header as their type
+    client, api_for = s3("redirect")
+    settings = get_settings()
+    api = api_for("biz")
+    page = b"<!DOCTYPE html><html><body><script>document.title = 'pwned'</script></body></html>"
+    for call_sid, stored, body, served in (("CA1", "audio/mpeg, text/html", page, "application/octet-stream"),
+                                           ("CA2", "text/html", page, "application/octet-stream"),
+                                           ("CA3", "audio/mpeg", b"ID3" + bytes(64), "audio/mpeg")):
+        rec, _ = Catalog(settings).register("biz", call_sid, "http://127.0.0.1:1/biz/a.mp3", None)
+        key = f"biz/{call_sid}-{rec.id}.bin"
+        client.put_object(Bucket=settings.s3_bucket, Key=key, Body=body, ContentType="text/html")
+        Catalog(settings).mark_ready(rec.id, size_bytes=len(body), content_type=stored,
+                                     sha256=hashlib.sha256(body).hexdigest(), file_path=key, attempts=1)
+        # When a player follows the redirect
+        redirect = api.stream(call_sid)
+        assert redirect.status_code == 302
+        assert redirect.headers["X-Content-Type-Options"] == "nosniff"
+        got = requests.get(redirect.headers["Location"], timeout=10)
+        # Then the bucket answers with the table's type, not the object's
+        assert (got.status_code, got.content) == (200, body)
+        assert got.headers["Content-Type"] == served, call_sid

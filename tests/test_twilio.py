@@ -47,6 +47,7 @@ def twilio(data_dir: Path, provider: Any, monkeypatch: pytest.MonkeyPatch) -> It
         started.append(standin)
         monkeypatch.setenv("RECPLAY_TWILIO_API_BASE", standin.base)
         monkeypatch.setenv("RECPLAY_MEDIA_HOSTS", f"{provider.host},{standin.host}")
+        monkeypatch.setenv("RECPLAY_INTERNAL_MEDIA_HOSTS", f"{provider.host},{standin.host}")
         monkeypatch.setenv("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
         if credentials == "api_key":
             monkeypatch.setenv("TWILIO_API_KEY", API_KEY)

@@ -60,6 +60,7 @@ def hooks(data_dir: Path, provider: Any, monkeypatch: pytest.MonkeyPatch) -> Ite
         monkeypatch.setenv("TWILIO_API_SECRET", API_SECRET)
         monkeypatch.setenv("RECPLAY_TWILIO_API_BASE", standin.base)
         monkeypatch.setenv("RECPLAY_MEDIA_HOSTS", f"{provider.host},{standin.host}")
+        monkeypatch.setenv("RECPLAY_INTERNAL_MEDIA_HOSTS", f"{provider.host},{standin.host}")
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         reset_settings()

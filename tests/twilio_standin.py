@@ -3,6 +3,10 @@ HTTP Basic, with the JSON and URL shapes of ``/2010-04-01`` (Recording resource)
 
 A test adds recordings to calls and gives each recording's media a behaviour (404 while "not ready", statuses
 answered first, a redirect to signed storage); the server records every request with its Authorization.
+
+Accounts: the main account (ACCOUNT_SID) and its subaccounts, each of which the main credentials reach too, as
+on Twilio; a subaccount may have credentials of its own. A call, its recordings and its media are found under
+the account that owns them only.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ API_SECRET = "api-key-secret"
 AUTH_TOKEN = "auth-token-0123456789"
 
 _LIST = re.compile(r"/2010-04-01/Accounts/(AC\w+)/Calls/(\w+)/Recordings\.json")
+_CALL = re.compile(r"/2010-04-01/Accounts/(AC\w+)/Calls/(\w+)\.json")
+_ACCOUNT = re.compile(r"/2010-04-01/Accounts/(AC\w+)/")
 _MEDIA = re.compile(r"/2010-04-01/Accounts/(AC\w+)/Recordings/(RE[0-9a-f]{32})(\.mp3|\.wav|\.json)?")
 
 
@@ -71,13 +77,18 @@ class Media:
 class Call:
     recordings: list[dict[str, Any]] = field(default_factory=list)  # newest first, as Twilio lists them
     processing_first: int = 0  # list requests answered with the recording still "processing"
+    account: str = ACCOUNT_SID
 
 
 class TwilioStandIn:
-    def __init__(self, credentials: tuple[str, str] = (API_KEY, API_SECRET)) -> None:
+    def __init__(self, credentials: tuple[str, str] = (API_KEY, API_SECRET),
+                 subaccounts: dict[str, tuple[str, str] | None] | None = None) -> None:
         self.credentials = credentials
+        #: subaccount SID -> its own credentials (None: reached with the main account's only)
+        self.subaccounts = dict(subaccounts or {})
         self.calls: dict[str, Call] = {}
         self.media: dict[str, Media] = {}
+        self.media_account: dict[str, str] = {}  # recording sid -> its account
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str | None]] = []  # (path, Authorization)
         self.times: dict[str, list[float]] = {}  # path -> monotonic arrival times
@@ -103,30 +114,42 @@ class TwilioStandIn:
         self.server.server_close()
 
     def add_recording(self, call_sid: str, n: int, media: Media, status: str = "completed",
-                      processing_first: int = 0) -> str:
-        """A recording of ``call_sid``; returns its RecordingUrl (no extension, as status callbacks say)."""
+                      processing_first: int = 0, account: str = ACCOUNT_SID) -> str:
+        """A recording of ``call_sid`` in ``account``; returns its RecordingUrl (no extension, as status
+        callbacks say)."""
         sid = recording_sid(n)
         resource = {
-            "account_sid": ACCOUNT_SID, "api_version": "2010-04-01", "call_sid": call_sid,
+            "account_sid": account, "api_version": "2010-04-01", "call_sid": call_sid,
             "conference_sid": None, "date_created": "Fri, 17 May 2024 09:30:12 +0000",
             "date_updated": "Fri, 17 May 2024 09:30:20 +0000",
             "start_time": "Fri, 17 May 2024 09:30:00 +0000",
             "duration": "4", "sid": sid, "price": "-0.0025", "price_unit": "USD", "status": status,
             "channels": 1, "source": "RecordVerb", "error_code": None, "track": "both",
             "encryption_details": None,
-            "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}.json",
+            "uri": f"/2010-04-01/Accounts/{account}/Recordings/{sid}.json",
             "subresource_uris": {
-                "add_on_results": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}/AddOnResults.json",
-                "transcriptions": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}/Transcriptions.json",
+                "add_on_results": f"/2010-04-01/Accounts/{account}/Recordings/{sid}/AddOnResults.json",
+                "transcriptions": f"/2010-04-01/Accounts/{account}/Recordings/{sid}/Transcriptions.json",
             },
-            "media_url": f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}",
+            "media_url": f"https://api.twilio.com/2010-04-01/Accounts/{account}/Recordings/{sid}",
         }
         with self.lock:
-            call = self.calls.setdefault(call_sid, Call())
+            call = self.calls.setdefault(call_sid, Call(account=account))
             call.recordings.insert(0, resource)
             call.processing_first = max(call.processing_first, processing_first)
             self.media[sid] = media
-        return f"{self.base}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
+            self.media_account[sid] = account
+        return f"{self.base}/2010-04-01/Accounts/{account}/Recordings/{sid}"
+
+    def may_read(self, account: str | None, auth: str | None) -> bool:
+        """Whether ``auth`` opens ``account``'s resources: the main credentials open the main account and its
+        subaccounts; a subaccount's own credentials open that subaccount only."""
+        if account is None:
+            return auth == basic(*self.credentials)
+        if (account == ACCOUNT_SID or account in self.subaccounts) and auth == basic(*self.credentials):
+            return True
+        own = self.subaccounts.get(account)
+        return own is not None and auth == basic(*own)
 
     def paths(self) -> list[str]:
         with self.lock:
@@ -163,18 +186,32 @@ class TwilioStandIn:
                 with standin.lock:
                     standin.requests.append((path, auth))
                     standin.times.setdefault(path, []).append(time.monotonic())
-                if auth != basic(*standin.credentials):
+                account = _ACCOUNT.match(path)
+                if not standin.may_read(account.group(1) if account else None, auth):
                     self._json(401, {"code": 20003, "message": "Authenticate", "status": 401,
                                      "more_info": "https://www.twilio.com/docs/errors/20003"})
                     return
                 listed = _LIST.fullmatch(path)
-                if listed and listed.group(1) == ACCOUNT_SID:
+                if listed:
                     with standin.lock:
-                        body = standin._list_body(listed.group(2), standin.calls.get(listed.group(2)), path)
+                        call = standin.calls.get(listed.group(2))
+                        mine = call if call is not None and call.account == listed.group(1) else None
+                        body = standin._list_body(listed.group(2), mine, path)
                     self._json(200, body)
                     return
+                called = _CALL.fullmatch(path)
+                if called:
+                    with standin.lock:
+                        call = standin.calls.get(called.group(2))
+                    if call is not None and call.account == called.group(1):
+                        self._json(200, {"sid": called.group(2), "account_sid": call.account,
+                                         "status": "completed"})
+                    else:
+                        self._not_found()
+                    return
                 media = _MEDIA.fullmatch(path)
-                if media and media.group(1) == ACCOUNT_SID and media.group(3) != ".json":
+                if media and standin.media_account.get(media.group(2)) == media.group(1) \
+                        and media.group(3) != ".json":
                     self._media(media.group(2), media.group(3) or ".wav")
                     return
                 self._not_found()

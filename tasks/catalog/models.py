@@ -1,4 +1,5 @@
-"""The catalog's data model: the recordings table, its detached row, and the catalog states.
+"""The catalog's data model: the recordings table, its detached row, the catalog states, and the Twilio
+account each business is bound to.
 
 Imported by :mod:`tasks.catalog.schema` (which creates the tables) and :mod:`tasks.catalog.queries` (which
 reads and writes them); it imports neither.
@@ -55,6 +56,17 @@ class Recording(Base):
     file_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class TwilioBinding(Base):
+    """The Twilio account a business's recordings must come from (``recplay twilio-bind``): recordings and
+    webhooks of any other account are refused for it. A business without a row keeps the unbound behaviour."""
+
+    __tablename__ = "twilio_bindings"
+
+    business_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_sid: Mapped[str] = mapped_column(String(34))
+    bound_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tasks.catalog.models import FAILED, HTTP, NEW, READY, WANTED, Recording, RecordingRow, utcnow
+from tasks.catalog.models import FAILED, HTTP, NEW, READY, WANTED, Recording, RecordingRow, TwilioBinding, utcnow
 from tasks.catalog.schema import ensure_schema
 from tasks.settings import Settings
 
@@ -184,22 +184,28 @@ class Catalog:
             s.execute(update(Recording).where(Recording.id == recording_id, Recording.state != READY)
                       .values(state=FAILED, error=error[:500], attempts=attempts))
 
-    def mark_lost(self, recording_id: int) -> None:
-        """The store no longer has the file of a ready recording: it must be fetched again."""
+    def mark_lost(self, recording_id: int, file_path: str | None, sha256: str | None) -> bool:
+        """The store no longer has the file of a ready recording: it must be fetched again.
+
+        Only the row version the caller read is changed (its ``file_path`` and ``sha256``): a recording stored
+        again meanwhile keeps its new file. Returns whether the row changed.
+        """
         with Session(self.engine) as s, s.begin():
-            s.execute(update(Recording).where(Recording.id == recording_id)
-                      .values(state=WANTED, file_path=None, sha256=None, ready_at=None))
+            result = s.execute(update(Recording).where(
+                Recording.id == recording_id, Recording.file_path == file_path, Recording.sha256 == sha256,
+            ).values(state=WANTED, file_path=None, sha256=None, ready_at=None))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def delete(self, business_id: str, call_sid: str) -> RecordingRow | None:
+        """Delete the row; returns it as it was when deleted (its file included, whatever was stored since the
+        caller last read it), or None when there was none."""
         with Session(self.engine) as s, s.begin():
-            rec = s.scalar(
-                select(Recording).where(Recording.business_id == business_id, Recording.call_sid == call_sid)
-            )
-            if rec is None:
-                return None
-            row = RecordingRow.of(rec)
-            s.execute(delete(Recording).where(Recording.id == rec.id))
-            return row
+            # One statement reads and deletes: a result marked ready a moment before is in what it returns.
+            gone = s.scalars(
+                delete(Recording).where(Recording.business_id == business_id, Recording.call_sid == call_sid)
+                .returning(Recording), execution_options={"synchronize_session": False},
+            ).first()
+            return RecordingRow.of(gone) if gone is not None else None
 
     def wanted(self, limit: int = 500, after_id: int = 0) -> list[RecordingRow]:
         """Recordings someone asked for that are not ready or failed yet (the sweeper re-requests lost ones),
@@ -208,6 +214,30 @@ class Catalog:
             q = (select(Recording).where(Recording.state == WANTED, Recording.id > after_id)
                  .order_by(Recording.id).limit(limit))
             return [RecordingRow.of(r) for r in s.scalars(q)]
+
+    def twilio_account(self, business_id: str) -> str | None:
+        """The Twilio account SID ``business_id`` is bound to, or None when it is unbound."""
+        with Session(self.engine) as s:
+            return s.scalar(select(TwilioBinding.account_sid).where(TwilioBinding.business_id == business_id))
+
+    def bind_twilio(self, business_id: str, account_sid: str) -> str | None:
+        """Bind ``business_id`` to ``account_sid`` (replacing any binding); returns the account it was bound to.
+
+        Concurrent binds of one business are safe: the primary key lets one insert win, the others update.
+        """
+        for _ in range(2):
+            try:
+                with Session(self.engine) as s, s.begin():
+                    found = s.get(TwilioBinding, business_id)
+                    previous = found.account_sid if found is not None else None
+                    if found is None:
+                        s.add(TwilioBinding(business_id=business_id, account_sid=account_sid, bound_at=utcnow()))
+                    elif found.account_sid != account_sid:
+                        found.account_sid, found.bound_at = account_sid, utcnow()
+                return previous
+            except IntegrityError:
+                continue  # another bind inserted the row first: update it
+        raise RuntimeError("could not bind the Twilio account")  # two lost inserts in a row cannot happen
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -73,25 +73,14 @@ from av.audio.stream import AudioStream
 from av.container import InputContainer
 from av.stream import Stream
 
+from tasks.media.types import FORMATS as TYPES
+
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class MediaFormat:
-    """How a detected format is served: its Content-Type and the extension of the stored file."""
+# The formats served, their content types and extensions: one table, owned by tasks/media/types.py.
+FORMATS = TYPES
 
-    name: str
-    content_type: str
-    extension: str
-
-
-FORMATS: Mapping[str, MediaFormat] = MappingProxyType({
-    "mp3": MediaFormat("mp3", "audio/mpeg", "mp3"),
-    "wav": MediaFormat("wav", "audio/wav", "wav"),
-    "ogg": MediaFormat("ogg", "audio/ogg", "ogg"),
-    "flac": MediaFormat("flac", "audio/flac", "flac"),
-    "m4a": MediaFormat("m4a", "audio/mp4", "m4a"),
-})
 
 # (FFmpeg demuxer name, canonical codec names) -> format. G.711 (alaw, mulaw) in WAV is a telephony staple that not
 # every browser plays (Chrome's canPlayType knows only PCM WAV): it is audio, so it is served, not refused.

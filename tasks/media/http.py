@@ -7,9 +7,7 @@ trying again can help.
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +17,10 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from tasks.errors import LeaseLost, MediaHostNotAllowed, ProviderError
+from tasks.media import twilio_accounts
+from tasks.media.addresses import AddressPolicy, PinnedAdapter, listed
 from tasks.media.local import PartialFile, Written
+from tasks.media.types import FORMATS, sniff_format
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,11 @@ log = logging.getLogger(__name__)
 MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
 TWILIO_HOSTS = ("api.twilio.com",)
-# A 200 that is not audio but sniffs as audio is accepted (signed storage URLs often say octet-stream).
+# Besides audio/*, the header types a 200 may carry (signed storage URLs often say octet-stream); whatever the
+# header says, the body must announce a format of the table (tasks/media/types.py), which names the stored type.
 SNIFFABLE = ("application/octet-stream", "binary/octet-stream")
+#: How many bytes of the body the format is read from.
+HEAD_BYTES = 16
 
 
 def _default_port(scheme: str) -> int:
@@ -59,12 +63,7 @@ def is_allowed(url: str, allowlist: tuple[str, ...]) -> bool:
         scheme, host, port = host_key(url)
     except MediaHostNotAllowed:
         return False
-    for entry in allowlist:
-        if entry == f"{host}:{port}":
-            return True
-        if entry == host and port == _default_port(scheme):
-            return True
-    return False
+    return listed(allowlist, scheme, host, port)
 
 
 def check_media_url(url: str, settings: Settings) -> None:
@@ -73,27 +72,17 @@ def check_media_url(url: str, settings: Settings) -> None:
         raise MediaHostNotAllowed("media_url host is not on the allowlist (RECPLAY_MEDIA_HOSTS)")
 
 
-def _is_public_host(host: str, port: int) -> bool:
-    try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except OSError:
-        return False
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0])
-        if not addr.is_global or addr.is_multicast:
-            return False
-    return bool(infos)
-
-
 def may_redirect_to(url: str, settings: Settings) -> bool:
-    """A redirect target is followed only if allowlisted, or https to a host with only public addresses."""
+    """A redirect target is followed only if allowlisted, or over https. Where the connection may then go
+    (public addresses only, unless the host is an internal one) is checked when it is opened, on the very
+    addresses it connects to (:mod:`tasks.media.addresses`)."""
     if is_allowed(url, settings.media_hosts):
         return True
     try:
-        scheme, host, port = host_key(url)
+        scheme, _, _ = host_key(url)
     except MediaHostNotAllowed:
         return False
-    return scheme == "https" and _is_public_host(host, port)
+    return scheme == "https"
 
 
 def is_twilio_url(url: str | None, settings: Settings) -> bool:
@@ -109,22 +98,18 @@ def is_twilio_url(url: str | None, settings: Settings) -> bool:
 
 
 def credentials_for(url: str, settings: Settings) -> tuple[str, str] | None:
-    """HTTP Basic credentials for a URL on Twilio's API, if configured: an API key SID and secret, else the
-    account SID and auth token. Never for another host, nor for plain http to api.twilio.com."""
+    """HTTP Basic credentials for a URL on Twilio's API, if configured: those of the account the URL names
+    (:mod:`tasks.media.twilio_accounts`). Never for another host, nor for plain http to api.twilio.com."""
     if not is_twilio_url(url, settings):
         return None
-    if settings.twilio_api_key and settings.twilio_api_secret:
-        return settings.twilio_api_key, settings.twilio_api_secret
-    if settings.twilio_account_sid and settings.twilio_auth_token:
-        return settings.twilio_account_sid, settings.twilio_auth_token
-    return None
+    return twilio_accounts.credentials(settings, twilio_accounts.account_of(url))
 
 
 def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -147,12 +132,10 @@ def check_status(response: requests.Response) -> None:
     raise ProviderError(f"provider answered {code}", permanent=True, status=code)
 
 
-def _looks_like_audio(head: bytes) -> bool:
-    return (
-        head.startswith((b"ID3", b"RIFF", b"OggS", b"fLaC"))
-        or (len(head) > 1 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0)  # MPEG frame sync
-        or head[4:8] == b"ftyp"
-    )
+def _not_audio(head: bytes) -> ProviderError:
+    markup = head.lstrip().lower().startswith((b"<!doctype", b"<html", b"<head", b"<body", b"<script", b"<?xml"))
+    what = "an HTML page" if markup else "a body that is not audio"
+    return ProviderError(f"not audio: the provider sent {what}", permanent=True)
 
 
 class TransferGuard:
@@ -202,34 +185,47 @@ class TransferGuard:
 
 @dataclass
 class Fetcher:
-    """Downloads one media URL into a partial file of the store."""
+    """Downloads one media URL into a partial file of the store.
+
+    Every connection of its session obeys the address policy (:class:`tasks.media.addresses.PinnedAdapter`),
+    and the session reads nothing from the environment (no proxy, no ``.netrc`` credentials).
+    """
 
     settings: Settings
     session: requests.Session
+
+    def __post_init__(self) -> None:
+        self.session.trust_env = False
+        adapter = PinnedAdapter(AddressPolicy(self.settings.media_hosts, self.settings.internal_media_hosts))
+        for prefix in ("http://", "https://"):
+            self.session.mount(prefix, adapter)
 
     def fetch(self, url: str, partial: PartialFile, stop: threading.Event | None = None) -> Written:
         """Download ``url`` into ``partial`` and verify it.
 
         Raises:
-            ProviderError: the attempt failed (``permanent`` says whether to retry).
+            ProviderError: the attempt failed (``permanent`` says whether to retry); a URL whose host is no
+                longer on the allowlist (it was registered before the host was removed) fails permanently.
             LeaseLost: ``stop`` was set (our slot was reclaimed) while the download ran.
         """
+        if not is_allowed(url, self.settings.media_hosts):
+            raise ProviderError("media host is no longer on the allowlist (RECPLAY_MEDIA_HOSTS)", permanent=True)
         response = self._open(url)
         with response:
             return self._read(response, partial, stop)
 
     def _open(self, url: str) -> requests.Response:
         origin = host_key(url)
-        auth = credentials_for(url, self.settings)
         current = url
         for _ in range(MAX_REDIRECTS + 1):
-            same_origin = host_key(current) == origin
+            # Never send credentials to another host; on Twilio's, those of the account the URL names.
+            auth = credentials_for(current, self.settings) if host_key(current) == origin else None
             try:
                 response = self.session.get(
                     current,
                     stream=True,
                     allow_redirects=False,
-                    auth=auth if same_origin else None,  # never send credentials to another host
+                    auth=auth,
                     timeout=(self.settings.connect_timeout, self.settings.read_timeout),
                     headers={"Accept": "audio/*", "Accept-Encoding": "identity"},
                 )
@@ -253,7 +249,7 @@ class Fetcher:
             raise ProviderError(f"provider answered a non-audio type {content_type or 'none'!r}",
                                 permanent=True)
         declared = response.headers.get("Content-Length")
-        expected = int(declared) if declared and declared.isdigit() else None
+        expected = int(declared) if declared and declared.isascii() and declared.isdigit() else None
         if expected is not None and expected > self.settings.max_media_bytes:
             raise ProviderError("media larger than RECPLAY_MAX_MEDIA_BYTES", permanent=True)
         head = b""
@@ -264,8 +260,8 @@ class Fetcher:
                 while chunk := response.raw.read1(CHUNK, decode_content=True):
                     if stop is not None and stop.is_set():
                         raise LeaseLost("slot lease lost during the download")
-                    if len(head) < 16:
-                        head += chunk[:16]
+                    if len(head) < HEAD_BYTES:
+                        head += chunk[:HEAD_BYTES - len(head)]
                     partial.write(chunk)
                     if partial.size > self.settings.max_media_bytes:
                         raise ProviderError("media larger than RECPLAY_MAX_MEDIA_BYTES", permanent=True)
@@ -285,13 +281,11 @@ class Fetcher:
         if expected is not None and partial.size != expected:
             raise ProviderError(f"body of {partial.size} bytes, Content-Length said {expected}",
                                 permanent=False)
-        if content_type in SNIFFABLE:
-            if not _looks_like_audio(head):
-                raise ProviderError("provider answered a body that is not audio", permanent=True)
-            content_type = "audio/mpeg" if head.startswith(b"ID3") or head[:1] == b"\xff" else "audio/wav"
-        if content_type == "audio/x-wav":
-            content_type = "audio/wav"
-        return partial.finish(content_type)
+        # The stored type comes from the bytes, never from the header (which may say `audio/mpeg, text/html`).
+        found = sniff_format(head)
+        if found is None:
+            raise _not_audio(head)
+        return partial.finish(FORMATS[found].content_type)
 
 
 def new_session() -> requests.Session:

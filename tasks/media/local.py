@@ -12,18 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
-EXTENSIONS = {
-    "audio/mpeg": "mp3",
-    "audio/mp3": "mp3",
-    "audio/wav": "wav",
-    "audio/x-wav": "wav",
-    "audio/wave": "wav",
-    "audio/ogg": "ogg",
-    "audio/webm": "webm",
-    "audio/flac": "flac",
-    "audio/mp4": "m4a",
-    "audio/aac": "aac",
-}
+from tasks.media.types import extension_for
 
 
 def peaks_name(rel: str) -> str:
@@ -86,14 +75,17 @@ class MediaStore:
 
     def commit(self, written: Written, business_id: str, call_sid: str, recording_id: int) -> str:
         """Rename the verified file into place; returns its path relative to the root."""
-        ext = EXTENSIONS.get(written.content_type, "bin")
-        final = self._dir(business_id) / f"{call_sid}-{recording_id}.{ext}"
+        final = self._dir(business_id) / f"{call_sid}-{recording_id}.{extension_for(written.content_type)}"
         os.replace(written.temp_path, final)
-        dir_fd = os.open(final.parent, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            dir_fd = os.open(final.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except BaseException:
+            final.unlink(missing_ok=True)  # not durably in place: the caller records nothing, so keep nothing
+            raise
         return str(final.relative_to(self.root))
 
     def path(self, rel: str) -> Path:
@@ -118,6 +110,19 @@ class MediaStore:
             return self.path(peaks_name(rel)).read_bytes()
         except FileNotFoundError:
             return None
+
+    def delete_recording(self, business_id: str, call_sid: str, recording_id: int, keep: str | None = None) -> int:
+        """Remove every file of the recording (``<call_sid>-<id>.<any extension>``) but ``keep`` and its peaks."""
+        directory = self.root / business_id
+        if not directory.is_dir():
+            return 0
+        removed = 0
+        # call_sid is a validated identifier: no glob metacharacter, no separator.
+        for found in directory.glob(f"{call_sid}-{recording_id}.*"):
+            if keep is None or str(found.relative_to(self.root)) not in (keep, peaks_name(keep)):
+                found.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def verify(self, rel: str) -> bool:
         """Whether the file is really there (``exists`` already looks at the disk)."""

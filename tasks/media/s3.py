@@ -26,7 +26,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.errors import ConfigError
-from tasks.media.local import EXTENSIONS, PartialFile, Written, peaks_name
+from tasks.media.local import PartialFile, Written, peaks_name
+from tasks.media.types import extension_for, safe_content_type
 from tasks.settings import Settings
 
 _clients: dict[tuple[str | None, str | None], Any] = {}
@@ -85,12 +86,12 @@ class S3Store:
 
     def commit(self, written: Written, business_id: str, call_sid: str, recording_id: int) -> str:
         """Upload the verified file; returns its key. The local partial is removed either way."""
-        ext = EXTENSIONS.get(written.content_type, "bin")
-        key = f"{self.prefix}{business_id}/{call_sid}-{recording_id}.{ext}"
+        key = f"{self.prefix}{business_id}/{call_sid}-{recording_id}.{extension_for(written.content_type)}"
         try:
             self.client.upload_file(
                 str(written.temp_path), self.bucket, key,
-                ExtraArgs={"ContentType": written.content_type, "Metadata": {"sha256": written.sha256}},
+                ExtraArgs={"ContentType": safe_content_type(written.content_type),
+                           "Metadata": {"sha256": written.sha256}},
             )
         finally:
             Path(written.temp_path).unlink(missing_ok=True)
@@ -129,6 +130,16 @@ class S3Store:
                 return None
             raise
 
+    def delete_recording(self, business_id: str, call_sid: str, recording_id: int, keep: str | None = None) -> int:
+        """Remove every object of the recording (``<call_sid>-<id>.<any extension>``) but ``keep`` and its peaks."""
+        listed = self.client.list_objects_v2(Bucket=self.bucket,
+                                             Prefix=f"{self.prefix}{business_id}/{call_sid}-{recording_id}.")
+        kept = (keep, peaks_name(keep)) if keep is not None else ()
+        keys = [o["Key"] for o in listed.get("Contents", []) if o["Key"] not in kept]
+        for key in keys:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        return len(keys)
+
     def redirect_url(self, rel: str, content_type: str, disposition: str | None) -> str | None:
         """A presigned URL (the bucket answers Range itself), unless RECPLAY_S3_STREAM=proxy."""
         if self.settings.s3_stream != "redirect":
@@ -139,7 +150,11 @@ class S3Store:
         return None
 
     def presigned_url(self, rel: str, content_type: str, disposition: str | None) -> str:
-        params: dict[str, str] = {"Bucket": self.bucket, "Key": rel, "ResponseContentType": content_type,
+        """A presigned GET of ``rel`` whose answer says the table's content type, whatever the object was
+        stored with (S3 has no override for X-Content-Type-Options or Content-Security-Policy: the bucket's own
+        origin and the safe type are the defence there, see docs/security.md)."""
+        params: dict[str, str] = {"Bucket": self.bucket, "Key": rel,
+                                  "ResponseContentType": safe_content_type(content_type),
                                   "ResponseCacheControl": "private, max-age=300"}
         if disposition:
             params["ResponseContentDisposition"] = disposition

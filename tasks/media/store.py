@@ -56,6 +56,9 @@ class Store(Protocol):
     def get_peaks(self, rel: str) -> bytes | None:
         """The waveform peaks of ``rel``, or None when none were stored."""
 
+    def delete_recording(self, business_id: str, call_sid: str, recording_id: int, keep: str | None = None) -> int:
+        """Remove every stored file of one recording, whatever its extension, but ``keep``; returns how many."""
+
     def open_ranges(self, rel: str, parts: list[tuple[int, int]]) -> RangeSource:
         """A seekable reader of ``rel`` for sending the byte ranges ``parts``; the caller closes it."""
 

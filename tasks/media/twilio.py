@@ -6,6 +6,10 @@
   ``.mp3`` (``RECPLAY_TWILIO_FORMAT``: ``mp3`` or ``wav``); a URL with an extension is kept as it is.
 - A recording registered with ``{"provider": "twilio"}`` and no media URL is resolved from its CallSid through
   ``/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Recordings.json``, once; the URL is kept in the catalog.
+  The account is the business's bound one (``recplay twilio-bind``), else the main account.
+- Tenancy: for a business bound to an account, a recording URL of another account (or one whose account cannot
+  be read, :func:`tasks.media.twilio_accounts.account_of`) fails permanently before anything is fetched, and a
+  CallSid is looked up in the bound account only; registration refuses the same (tasks/recordings.py).
 - Right after a call Twilio may still be processing the recording: a 404, an empty list or a recording not
   yet ``completed`` are retried (with the usual backoff) for ``RECPLAY_TWILIO_NOT_READY_SECONDS`` after the
   recording was registered; later they are permanent. A 429 backs off like every provider answer.
@@ -27,6 +31,7 @@ from tasks.catalog.queries import Catalog
 from tasks.errors import ProviderError
 from tasks.media.http import Fetcher, check_status, credentials_for
 from tasks.media.local import PartialFile, Written
+from tasks.media.twilio_accounts import account_of
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,16 +57,61 @@ def with_format(url: str, settings: Settings) -> str:
     return urlunsplit(parts._replace(path=f"{parts.path}.{settings.twilio_format}"))
 
 
-def calls_recordings_url(settings: Settings, call_sid: str) -> str:
-    account = settings.twilio_account_sid or ""
+def calls_recordings_url(settings: Settings, call_sid: str, account: str | None = None) -> str:
+    """The list of a call's recordings in ``account`` (the main account by default)."""
+    account = account or settings.twilio_account_sid or ""
     return (f"{settings.twilio_api_base}/{API_VERSION}/Accounts/{quote(account)}/Calls/{quote(call_sid)}"
             "/Recordings.json")
 
 
-def is_configured(settings: Settings) -> bool:
-    """Whether recordings can be resolved from a CallSid: an account SID and credentials for it."""
-    has_credentials = credentials_for(settings.twilio_api_base, settings) is not None
-    return bool(settings.twilio_account_sid) and has_credentials
+def call_url(settings: Settings, account: str, call_sid: str) -> str:
+    return f"{settings.twilio_api_base}/{API_VERSION}/Accounts/{quote(account)}/Calls/{quote(call_sid)}.json"
+
+
+def is_configured(settings: Settings, account: str | None = None) -> bool:
+    """Whether recordings can be resolved from a CallSid: an account (``account``, else the main one) and
+    credentials for it."""
+    account = account or settings.twilio_account_sid
+    return bool(account) and credentials_for(calls_recordings_url(settings, "CA", account), settings) is not None
+
+
+def account_mismatch(bound: str | None, url: str) -> str | None:
+    """Why ``url`` may not be fetched for a business bound to ``bound`` (None: it may, or nothing is bound)."""
+    if bound is None:
+        return None
+    named = account_of(url)
+    if named == bound:
+        return None
+    found = f"account {named}" if named else "no account it names unambiguously"
+    return f"the recording URL is of {found}, the business is bound to {bound}"
+
+
+def call_account(fetcher: Fetcher, account: str, call_sid: str) -> str | None:
+    """The account a call belongs to, asked of Twilio under ``account``: None when Twilio does not know the call
+    there (404).
+
+    Raises:
+        ProviderError: Twilio unreachable, or answered another error.
+    """
+    settings = fetcher.settings
+    url = call_url(settings, account, call_sid)
+    try:
+        response = fetcher.session.get(
+            url, auth=credentials_for(url, settings), allow_redirects=False,
+            timeout=(settings.connect_timeout, settings.read_timeout), headers={"Accept": "application/json"},
+        )
+    except requests.RequestException as exc:
+        raise ProviderError(f"Twilio unreachable: {type(exc).__name__}", permanent=False) from exc
+    with response:
+        if response.status_code == 404:
+            return None
+        check_status(response)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ProviderError("Twilio answered a call that is not JSON", permanent=False) from exc
+    owner = body.get("account_sid") if isinstance(body, dict) else None
+    return str(owner) if owner else None
 
 
 class NotReady(ProviderError):
@@ -75,14 +125,15 @@ def _age_seconds(rec: RecordingRow) -> float:
     return time.time() - rec.created_at.timestamp()
 
 
-def list_call_recordings(fetcher: Fetcher, call_sid: str) -> list[dict[str, Any]]:
-    """The Recording resources of a call (Twilio lists them newest first).
+def list_call_recordings(fetcher: Fetcher, call_sid: str, account: str | None = None) -> list[dict[str, Any]]:
+    """The Recording resources of a call in ``account`` (the main one by default), newest first as Twilio
+    lists them.
 
     Raises:
         ProviderError: Twilio unreachable, or answered an error (429 and 5xx are transient).
     """
     settings = fetcher.settings
-    url = calls_recordings_url(settings, call_sid)
+    url = calls_recordings_url(settings, call_sid, account)
     try:
         response = fetcher.session.get(
             url, params={"PageSize": 50}, auth=credentials_for(url, settings), allow_redirects=False,
@@ -113,8 +164,9 @@ def pick_recording(recordings: list[dict[str, Any]]) -> dict[str, Any] | None:
     return completed[-1]
 
 
-def resolve(fetcher: Fetcher, catalog: Catalog, rec: RecordingRow) -> str:
-    """The media URL of ``rec``: its own (in the configured format), or resolved from its CallSid.
+def resolve(fetcher: Fetcher, catalog: Catalog, rec: RecordingRow, bound: str | None = None) -> str:
+    """The media URL of ``rec``: its own (in the configured format), or resolved from its CallSid in the
+    business's bound account ``bound`` (else the main account).
 
     Raises:
         NotReady: no completed recording yet (transient while the recording is young).
@@ -123,19 +175,26 @@ def resolve(fetcher: Fetcher, catalog: Catalog, rec: RecordingRow) -> str:
     settings = fetcher.settings
     if rec.media_url:
         return with_format(rec.media_url, settings)
-    if not is_configured(settings):
+    if not is_configured(settings, bound):
         raise ProviderError("Twilio recording without a media URL, and no Twilio account configured",
                             permanent=True)
-    recordings = list_call_recordings(fetcher, rec.call_sid)
+    recordings = list_call_recordings(fetcher, rec.call_sid, bound)
     chosen = pick_recording(recordings)
     if chosen is None:
         gone = recordings and all(r.get("status") in GONE for r in recordings)
         if gone:
             status = recordings[0].get("status")
             raise ProviderError(f"Twilio has no media for this call (recording {status})", permanent=True)
+        if not recordings and bound is not None and call_account(fetcher, bound, rec.call_sid) != bound:
+            # Not a call of the bound account at all: nothing will ever be listed for it there.
+            raise ProviderError(f"twilio_account_mismatch: the call is not one of account {bound}, the "
+                                "business's", permanent=True)
         raise NotReady(f"Twilio has no completed recording for this call yet ({len(recordings)} listed)")
-    account = str(chosen.get("account_sid") or settings.twilio_account_sid)
+    account = str(chosen.get("account_sid") or bound or settings.twilio_account_sid)
     url = media_url(settings, account, str(chosen["sid"]))
+    mismatch = account_mismatch(bound, url)
+    if mismatch:
+        raise ProviderError(f"twilio_account_mismatch: {mismatch}", permanent=True)
     held = catalog.set_media_url(rec.id, url)
     log.info("resolved business_id=%s call_sid=%s recording_sid=%s",
              rec.business_id, rec.call_sid, chosen["sid"])
@@ -150,8 +209,14 @@ def fetch(fetcher: Fetcher, catalog: Catalog, rec: RecordingRow, partial: Partia
         ProviderError, LeaseLost: as :meth:`tasks.media.http.Fetcher.fetch`.
     """
     young = _age_seconds(rec) < fetcher.settings.twilio_not_ready_seconds
+    bound = catalog.twilio_account(rec.business_id)
     try:
-        url = resolve(fetcher, catalog, rec)
+        url = resolve(fetcher, catalog, rec, bound)
+        # Checked again here, whatever was checked at registration: the binding may be newer than the row.
+        mismatch = account_mismatch(bound, url)
+        if mismatch:
+            log.warning("refused business_id=%s call_sid=%s: %s", rec.business_id, rec.call_sid, mismatch)
+            raise ProviderError(f"twilio_account_mismatch: {mismatch}", permanent=True)
         return fetcher.fetch(url, partial, stop)
     except NotReady as exc:
         if young:

@@ -206,16 +206,23 @@ class Attempt:
             except BaseException:
                 partial.discard()
                 raise
-            store.put_peaks(rel, media.peaks)
-            marked = catalog.mark_ready(rec.id, size_bytes=written.size_bytes, content_type=written.content_type,
-                                        sha256=written.sha256, file_path=rel, attempts=got.attempts,
-                                        duration_seconds=media.duration_seconds, channels=media.channels)
+            try:
+                store.put_peaks(rel, media.peaks)
+                marked = catalog.mark_ready(rec.id, size_bytes=written.size_bytes,
+                                            content_type=written.content_type, sha256=written.sha256,
+                                            file_path=rel, attempts=got.attempts,
+                                            duration_seconds=media.duration_seconds, channels=media.channels)
+            except BaseException:
+                store.delete(rel)  # not in the catalog: bytes nobody would ever serve or delete
+                raise
         if not marked:
             store.delete(rel)
             finish_job(client, settings, self.business_id, self.call_sid, got.fence, "cancel", reopen=True)
             log.info("recording deleted during the download, result discarded %s", ctx)
             return "cancelled"
         settle(client, self.business_id, self.call_sid)
+        # A file of an earlier download of this recording under another extension is not kept.
+        store.delete_recording(self.business_id, self.call_sid, rec.id, keep=rel)
         metrics.count_download(client, "ready", state.seconds())
         log.info("ready %s bytes=%s seconds=%.3f", ctx, written.size_bytes, state.seconds())
         return "ready"

@@ -37,11 +37,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class HeldSlot:
-    """A slot a task of this process holds: the attempt that holds it is identified by its fence."""
+    """A slot a task of this process holds: the attempt that holds it is identified by its fence, the run of the
+    task that holds it by its thread (``owner``)."""
 
     business_id: str
     call_sid: str
     fence: int
+    owner: int = 0
 
 
 _held: dict[str, HeldSlot] = {}
@@ -49,15 +51,18 @@ _held_lock = threading.Lock()
 
 
 def hold(task_id: str, business_id: str, call_sid: str, fence: int) -> None:
-    """Record that ``task_id`` holds a slot (the download code calls this right after acquiring)."""
+    """Record that ``task_id`` holds a slot (the download code calls this right after acquiring), in this run of
+    the task (this thread)."""
     with _held_lock:
-        _held[task_id] = HeldSlot(business_id, call_sid, fence)
+        _held[task_id] = HeldSlot(business_id, call_sid, fence, threading.get_ident())
 
 
 def forget(task_id: str) -> None:
     """The task's own ``finally`` takes care of its slot from here on."""
     with _held_lock:
-        _held.pop(task_id, None)
+        found = _held.get(task_id)
+        if found is not None and found.owner == threading.get_ident():
+            del _held[task_id]
 
 
 @contextmanager
@@ -72,7 +77,8 @@ def holding(task_id: str, business_id: str, call_sid: str, fence: int) -> Iterat
         yield
     except BaseException as exc:
         if not isinstance(exc, Exception):
-            safely("give up an interrupted attempt", give_up, task_id, f"interrupted by {type(exc).__name__}")
+            safely("give up an interrupted attempt", give_up, task_id, f"interrupted by {type(exc).__name__}",
+                   threading.get_ident())
         raise
     finally:
         forget(task_id)
@@ -84,12 +90,18 @@ def held() -> dict[str, HeldSlot]:
         return dict(_held)
 
 
-def give_up(task_id: str, reason: str) -> bool:
-    """Requeue the job of the slot ``task_id`` still holds, and release the slot. False if it holds none."""
+def give_up(task_id: str, reason: str, owner: int | None = None) -> bool:
+    """Requeue the job of the slot ``task_id`` still holds, and release the slot. False if it holds none.
+
+    ``owner``: only the slot held by that run of the task (its thread). A message delivered twice to one process
+    runs twice under one task id: the run that found its job already running (and took no slot) must not give
+    up the slot of the run that holds it when Celery reports it over.
+    """
     with _held_lock:
-        slot = _held.pop(task_id, None)
-    if slot is None:
-        return False
+        slot = _held.get(task_id)
+        if slot is None or (owner is not None and slot.owner != owner):
+            return False
+        del _held[task_id]
     _requeue_and_release(slot, task_id, reason)
     return True
 

@@ -105,13 +105,15 @@ def _stop_heartbeat(**_: Any) -> None:
 # ---- giving up the slots a task left -----------------------------------------------------------------------
 
 def _after_task(task_id: str | None = None, **_: Any) -> None:
+    # Celery sends these in the thread that ran the task: only that run's slot is given up.
     if task_id:
-        safely("give up after the task", give_up, task_id, "the task ended without releasing its slot")
+        safely("give up after the task", give_up, task_id, "the task ended without releasing its slot",
+               threading.get_ident())
 
 
 def _after_failure(task_id: str | None = None, **_: Any) -> None:
     if task_id:
-        safely("give up after a failure", give_up, task_id, "the task failed")
+        safely("give up after a failure", give_up, task_id, "the task failed", threading.get_ident())
 
 
 def _after_revoke(request: Any = None, terminated: bool = False, **_: Any) -> None:
