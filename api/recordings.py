@@ -80,7 +80,7 @@ def register(call_sid: str) -> Response:
     recs = _recordings(business_from_header(MANAGE))
     check_id(call_sid, "call_sid")
     data = _json_body()
-    unknown = set(data) - {"media_url", "duration_seconds", "provider"}
+    unknown = set(data) - {"media_url", "duration_seconds", "provider", "channels"}
     if unknown:
         raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(unknown))}")
     provider = data.get("provider", HTTP)
@@ -98,12 +98,27 @@ def register(call_sid: str) -> Response:
     ):
         raise ApiError(400, "invalid_body", "duration_seconds must be a non-negative number")
     rec, created = recs.register(call_sid, media_url, float(duration) if duration is not None else None,
-                                 provider)
+                                 provider, channels=_channel_labels(data.get("channels")))
     response = jsonify(_status_body(recs, recs.status(rec)))
     response.status_code = 201 if created else 200
     if created:
         response.headers["Location"] = url_for("recordings.status", call_sid=call_sid)
     return response
+
+
+#: At most this many channel labels, each of 1 to this many printable characters.
+MAX_CHANNELS, MAX_LABEL = 8, 32
+
+
+def _channel_labels(raw: Any) -> list[str] | None:
+    """The registration's ``channels``: a list of short labels, one per channel (e.g. ["agent", "caller"])."""
+    if raw is None:
+        return None
+    if (not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CHANNELS
+            or not all(isinstance(x, str) and 1 <= len(x) <= MAX_LABEL and x.isprintable() for x in raw)):
+        raise ApiError(400, "invalid_body", f"channels must be a list of 1 to {MAX_CHANNELS} labels of 1 to "
+                       f"{MAX_LABEL} printable characters")
+    return [str(x) for x in raw]
 
 
 def _decode_cursor(raw: str) -> int:

@@ -27,6 +27,7 @@ from tasks.ops import repair
 from tasks.ops.overview import overview
 from tasks.ops.tenancy import bind_twilio
 from tasks.ops.workers import check_workers, heartbeat_ages
+from tasks.recordings import Recordings
 from tasks.settings import Settings, get_settings, reset_settings
 from tasks.slots.client import get_redis, reset_redis
 
@@ -259,6 +260,23 @@ def twilio_bind(business_id: str, account_sid: str) -> None:
         return
     was = f" (was {done.previous})" if done.previous else " (was unbound)"
     click.echo(f"{business_id}: bound to Twilio account {account_sid}{was}.")
+
+
+@cli.command("backfill-peaks")
+@click.option("--business", "business_id", callback=_valid_id, default=None, help="Only this business.")
+@reports_errors
+def backfill_peaks(business_id: str | None) -> None:
+    """Compute the waveform peaks of ready recordings stored before downloads were decoded.
+
+    Each becomes a job under its business's slots, like a download: the worker decodes the stored file (it is
+    not downloaded again) and keeps its peaks beside it.
+    """
+    client, settings = _client(), _settings()
+    asked = Recordings.backfill_peaks(client, settings, business_id)
+    if not asked:
+        click.echo("Nothing to do: every ready recording has its peaks.")
+        return
+    click.echo(f"Asked for the peaks of {asked} recordings; workers compute them under each business's slots.")
 
 
 @cli.command()

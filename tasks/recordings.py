@@ -7,6 +7,7 @@ plain data; the HTTP layer only maps them to responses.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -40,12 +41,16 @@ class Status:
     content_type: str | None
     duration_seconds: float | None
     created_at: str
+    #: The registration's labels of the channels (agent, caller...), None when it gave none.
+    channels: list[str] | None = None
+    #: Whether the waveform peaks are there (a ready recording stored since downloads are decoded).
+    has_peaks: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "call_sid": self.call_sid, "status": self.status, "attempts": self.attempts, "error": self.error,
             "size_bytes": self.size_bytes, "content_type": self.content_type,
-            "duration_seconds": self.duration_seconds, "created_at": self.created_at,
+            "duration_seconds": self.duration_seconds, "created_at": self.created_at, "channels": self.channels,
         }
 
 
@@ -69,7 +74,13 @@ def status_of(rec: RecordingRow, job: Job | None, store: Store) -> Status:
         size_bytes=rec.size_bytes if ready else None,
         content_type=safe_content_type(rec.content_type) if ready else None,
         duration_seconds=rec.duration_seconds, created_at=rec.created_at.isoformat(),
+        channels=channel_labels(rec), has_peaks=ready and bool(rec.channels),
     )
+
+
+def channel_labels(rec: RecordingRow) -> list[str] | None:
+    """The labels the registration gave the recording's channels (stored as a JSON list)."""
+    return [str(label) for label in json.loads(rec.channel_labels)] if rec.channel_labels else None
 
 
 class Recordings:
@@ -81,7 +92,8 @@ class Recordings:
         self.store: Store = media_store(settings)
 
     def register(self, call_sid: str, media_url: str | None, duration_seconds: float | None,
-                 provider: str = HTTP, *, from_callback: bool = False) -> tuple[RecordingRow, bool]:
+                 provider: str = HTTP, *, from_callback: bool = False,
+                 channels: list[str] | None = None) -> tuple[RecordingRow, bool]:
         """Register a recording; returns (row, created). The same registration again changes nothing.
 
         A Twilio recording may be registered by its CallSid alone (``media_url`` None), to be resolved when it
@@ -103,10 +115,14 @@ class Recordings:
                                       "by CallSid")
         if bound is not None:
             self.check_twilio_account(bound, call_sid, media_url, provider)
+        labels = json.dumps(channels) if channels else None
         rec, created = self.catalog.register(self.business_id, call_sid, media_url, duration_seconds,
-                                             provider=provider)
+                                             provider=provider, channel_labels=labels)
         if created:
             return rec, True
+        if labels is not None and rec.channel_labels != labels:
+            self.catalog.set_channel_labels(rec.id, labels)  # the labels may be given (or corrected) later
+            rec = dataclasses.replace(rec, channel_labels=labels)
         if not from_callback and not self._same_recording(rec, media_url):
             raise Conflict("this call_sid is registered with another media_url")
         if rec.media_url is None and media_url is not None:
@@ -192,6 +208,18 @@ class Recordings:
                 send_download(self.business_id, rec.call_sid, result.task_id)
         # No second catalog read: this request changed the row only as just mirrored in ``rec``.
         return self.status(rec)
+
+    @staticmethod
+    def backfill_peaks(client: redis.Redis, settings: Settings, business_id: str | None = None) -> int:
+        """Ask for the peaks of every ready recording stored before downloads were decoded (of one business, or
+        all): each becomes a job, which decodes the stored file. Returns how many were asked for."""
+        catalog, after_id, asked = Catalog(settings), 0, 0
+        while page := catalog.without_peaks(500, after_id, business_id):
+            after_id = page[-1].id
+            for rec in page:
+                Recordings(client, settings, rec.business_id).request(rec, "force")
+                asked += 1
+        return asked
 
     def delete(self, rec: RecordingRow) -> None:
         """Forget the recording: catalog row, stored files and job; a running download's result is discarded.

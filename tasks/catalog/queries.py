@@ -164,6 +164,23 @@ class Catalog:
                           .values(duration_seconds=round(duration_seconds, 3)))
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    def set_media_facts(self, recording_id: int, channels: int, duration_seconds: float | None) -> None:
+        """What decoding a recording stored before decoding existed found (``channels`` 0: it does not decode)."""
+        with Session(self.engine) as s, s.begin():
+            s.execute(update(Recording).where(Recording.id == recording_id).values(channels=channels))
+            if duration_seconds is not None:
+                s.execute(update(Recording).where(Recording.id == recording_id,
+                                                  Recording.duration_seconds.is_(None))
+                          .values(duration_seconds=round(duration_seconds, 3)))
+
+    def without_peaks(self, limit: int, after_id: int = 0, business_id: str | None = None) -> list[RecordingRow]:
+        """Ready recordings stored before they were decoded (no channel count, no peaks), in id order."""
+        q = select(Recording).where(Recording.state == READY, Recording.channels.is_(None), Recording.id > after_id)
+        if business_id is not None:
+            q = q.where(Recording.business_id == business_id)
+        with Session(self.engine) as s:
+            return [RecordingRow.of(r) for r in s.scalars(q.order_by(Recording.id).limit(limit))]
+
     def set_channel_labels(self, recording_id: int, labels: str | None) -> None:
         with Session(self.engine) as s, s.begin():
             s.execute(update(Recording).where(Recording.id == recording_id).values(channel_labels=labels))

@@ -4,9 +4,11 @@ ever sees a whole file."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -123,6 +125,10 @@ class MediaStore:
                 found.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+    @contextlib.contextmanager
+    def local_copy(self, rel: str) -> Iterator[Path]:
+        yield self.path(rel)
 
     def verify(self, rel: str) -> bool:
         """Whether the file is really there (``exists`` already looks at the disk)."""

@@ -14,6 +14,7 @@ fetched again.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Iterator
@@ -139,6 +140,16 @@ class S3Store:
         for key in keys:
             self.client.delete_object(Bucket=self.bucket, Key=key)
         return len(keys)
+
+    @contextlib.contextmanager
+    def local_copy(self, rel: str) -> Iterator[Path]:
+        self.spool.mkdir(parents=True, exist_ok=True)
+        path = self.spool / f".copy.{uuid.uuid4().hex}"
+        try:
+            self.client.download_file(self.bucket, rel, str(path))
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
 
     def redirect_url(self, rel: str, content_type: str, disposition: str | None) -> str | None:
         """A presigned URL (the bucket answers Range itself), unless RECPLAY_S3_STREAM=proxy."""

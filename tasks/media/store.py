@@ -9,6 +9,8 @@ The HTTP layer asks a store what it can do rather than testing its class: whethe
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Protocol
 
 from tasks.media.local import MediaStore, PartialFile, Written, peaks_name
@@ -67,6 +69,9 @@ class Store(Protocol):
 
     def accel_path(self, rel: str) -> str | None:
         """The path nginx finds ``rel`` at below its internal location, or None when nginx cannot send it."""
+
+    def local_copy(self, rel: str) -> AbstractContextManager[Path]:
+        """The stored file as a local path while the block runs (a bucket's object is fetched to the spool)."""
 
     def is_writable(self) -> bool:
         """Whether a new file can be stored now (the readiness check)."""

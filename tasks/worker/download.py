@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import redis
 
 from tasks import logs, metrics
-from tasks.catalog.models import READY
+from tasks.catalog.models import READY, RecordingRow
 from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_download, send_handed
 from tasks.errors import LeaseLost, ProviderError
@@ -24,7 +24,7 @@ from tasks.media.decode import DecodedMedia, DecodeFailed, NotAudio, decode_audi
 from tasks.media.http import Fetcher, new_session
 from tasks.media.local import Written
 from tasks.media.providers import fetch_recording
-from tasks.media.store import media_store
+from tasks.media.store import Store, media_store
 from tasks.settings import Settings
 from tasks.slots import keys
 from tasks.slots.client import get_redis
@@ -164,6 +164,9 @@ class Attempt:
             return "cancelled"
         state.recording_id = rec.id
         if rec.state == READY and store.exists(rec.file_path):
+            if rec.channels is None:
+                with Heartbeat(slots, self.call_sid, got.fence):
+                    self._backfill_peaks(store, catalog, rec, ctx)
             finish_job(client, settings, self.business_id, self.call_sid, got.fence, "ready")
             settle(client, self.business_id, self.call_sid)
             log.info("already stored, not downloaded again %s", ctx)
@@ -226,6 +229,28 @@ class Attempt:
         metrics.count_download(client, "ready", state.seconds())
         log.info("ready %s bytes=%s seconds=%.3f", ctx, written.size_bytes, state.seconds())
         return "ready"
+
+    def _backfill_peaks(self, store: Store, catalog: Catalog, rec: RecordingRow, ctx: str) -> None:
+        """A recording stored before every download was decoded: decode the stored file now, keep its peaks.
+
+        Raises:
+            ProviderError: transient (the decoder ran out of time or memory): the attempt is retried.
+        """
+        assert rec.file_path
+        try:
+            with store.local_copy(rec.file_path) as path:
+                media = decode(Written(path, rec.size_bytes or 0, rec.sha256 or "", rec.content_type or ""),
+                               self.settings)
+        except ProviderError as exc:
+            if not exc.permanent:
+                raise
+            # It is served as it is (a safe type, nosniff, a sandbox): only the waveform cannot be drawn.
+            catalog.set_media_facts(rec.id, 0, None)
+            log.warning("a stored recording does not decode, no peaks %s error=%s", ctx, exc)
+            return
+        store.put_peaks(rec.file_path, media.peaks)
+        catalog.set_media_facts(rec.id, media.channels, media.duration_seconds)
+        log.info("peaks computed for a recording stored before %s channels=%s", ctx, media.channels)
 
     def _lease_lost(self, client: redis.Redis, ctx: str, seconds: float) -> str:
         metrics.count_download(client, "lease_lost", seconds)
