@@ -50,10 +50,12 @@ def _owned(recs: Recordings, call_sid: str) -> RecordingRow:
 
 def _status_body(recs: Recordings, status: Status) -> dict[str, Any]:
     body = status.as_dict()
-    body["stream_url"] = None
+    body["stream_url"] = body["peaks_url"] = None
     if status.status == READY:
         token = mint_stream_token(recs.settings, recs.business_id, status.call_sid)
         body["stream_url"] = url_for("recordings.stream", call_sid=status.call_sid, token=token)
+        if status.has_peaks:
+            body["peaks_url"] = url_for("peaks.peaks", call_sid=status.call_sid, token=token)
     return body
 
 

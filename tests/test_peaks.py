@@ -71,3 +71,49 @@ def test_backfill_computes_the_peaks_of_recordings_stored_before_without_downloa
     assert provider.total_downloads() == 0
     assert "Nothing to do" in run_cli("backfill-peaks").stdout
     assert_quiescent()
+
+
+def test_the_peaks_endpoint_answers_with_the_stream_s_access_rules_and_refuses_malformed_requests(
+        api_for, app, provider, procs, settings):
+    procs.worker(concurrency=2)
+    api, other = api_for("biz"), api_for("intruder")
+    api.register("CA1", provider.add("/biz/1.wav", body=two_channel_wav(1.0)))
+    api.fetch("CA1")
+    body = api.wait_status("CA1", {"ready", "failed"}, 30)
+    assert body["status"] == "ready" and body["peaks_url"].startswith("/api/recordings/CA1/peaks?token=")
+    client = app.test_client()
+    stored = media_store(settings).get_peaks(Catalog(settings).get("biz", "CA1").file_path)
+
+    # The status's link (no header), and a bearer token, both get the stored peaks, with a strong ETag.
+    by_link = client.get(body["peaks_url"])
+    assert (by_link.status_code, by_link.data, by_link.mimetype) == (200, stored, "application/octet-stream")
+    assert by_link.headers["X-Content-Type-Options"] == "nosniff"
+    assert api.client.get("/api/recordings/CA1/peaks", headers=api.headers).data == stored
+    etag = by_link.headers["ETag"]
+    again = client.get(body["peaks_url"], headers={"If-None-Match": etag})
+    assert (again.status_code, again.data, again.headers["ETag"]) == (304, b"", etag)
+
+    # Refused cleanly: a bad id, a stray parameter, no token, another recording's token, another business.
+    token = body["peaks_url"].split("token=")[1]
+    refusals = {
+        "/api/recordings/bad.id/peaks": (400, "invalid_id"),
+        f"/api/recordings/CA1/peaks?token={token}&format=json": (400, "invalid_query"),
+        "/api/recordings/CA1/peaks": (401, "unauthorized"),
+        f"/api/recordings/CA2/peaks?token={token}": (401, "unauthorized"),
+    }
+    for url, (code, error) in refusals.items():
+        answer = client.get(url)
+        assert (answer.status_code, answer.get_json()["error"]["code"]) == (code, error), url
+    foreign = other.client.get("/api/recordings/CA1/peaks", headers=other.headers)
+    assert (foreign.status_code, foreign.get_json()["error"]["code"]) == (404, "not_found")
+
+
+def test_a_recording_stored_before_decoding_gets_its_peaks_on_its_next_play(api_for, procs, settings):
+    make_ready("biz", "OLD", make_wav(1.0), content_type="audio/wav")
+    procs.worker(concurrency=2)
+    api = api_for("biz")
+    assert api.status("OLD").get_json()["peaks_url"] is None
+    first = api.client.get("/api/recordings/OLD/peaks", headers=api.headers)
+    assert (first.status_code, first.headers["Retry-After"]) == (202, "2")
+    wait_for(lambda: api.status("OLD").get_json()["peaks_url"] is not None, 30, "the peaks to be computed")
+    assert parse_peaks(api.client.get("/api/recordings/OLD/peaks", headers=api.headers).data).channels == 1
