@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from datetime import date
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -15,9 +16,9 @@ from api.auth import business_for_stream, business_from_header, settings
 from api.errors import ApiError
 from tasks.access import MANAGE, mint_stream_token
 from tasks.catalog.models import FAILED, HTTP, PROVIDERS, READY, TWILIO, RecordingRow
-from tasks.ids import check_id
+from tasks.ids import check_id, is_valid_id
 from tasks.media.types import safe_content_type
-from tasks.recordings import Recordings, Status
+from tasks.recordings import STATUSES, ListFilter, Recordings, Status
 from tasks.slots.client import get_redis
 
 bp = Blueprint("recordings", __name__, url_prefix="/api/recordings")
@@ -108,6 +109,29 @@ def register(call_sid: str) -> Response:
     return response
 
 
+def _list_filter() -> ListFilter:
+    """``q`` (call sid prefix), ``status``, ``from`` and ``to`` (YYYY-MM-DD, UTC days, both included)."""
+    args = request.args
+    prefix = args.get("q", "")
+    if prefix and not (len(prefix) <= 64 and is_valid_id(prefix)):
+        raise ApiError(400, "invalid_filter", "q must be the start of a call sid: letters, digits, _ and -")
+    status = args.get("status", "")
+    if status and status not in STATUSES:
+        raise ApiError(400, "invalid_filter", f"status must be one of {', '.join(STATUSES)}")
+    days = {}
+    for name in ("from", "to"):
+        raw = args.get(name, "")
+        try:
+            days[name] = date.fromisoformat(raw) if raw else None
+        except ValueError:
+            raise ApiError(400, "invalid_filter", f"{name} must be a date, YYYY-MM-DD") from None
+        if raw and len(raw) != 10:
+            raise ApiError(400, "invalid_filter", f"{name} must be a date, YYYY-MM-DD")
+    if days["from"] and days["to"] and days["from"] > days["to"]:
+        raise ApiError(400, "invalid_filter", "from must not be after to")
+    return ListFilter.of(prefix, status, days["from"], days["to"])
+
+
 #: At most this many channel labels, each of 1 to this many printable characters.
 MAX_CHANNELS, MAX_LABEL = 8, 32
 
@@ -147,7 +171,7 @@ def list_recordings() -> Response:
         raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_PAGE}")
     cursor = request.args.get("cursor")
     before = _decode_cursor(cursor) if cursor else None
-    statuses, next_id = recs.list(int(raw_limit), before)
+    statuses, next_id = recs.list(int(raw_limit), before, _list_filter())
     return jsonify({
         "items": [_status_body(recs, s) for s in statuses],
         "next_cursor": _encode_cursor(next_id) if next_id is not None else None,

@@ -10,11 +10,12 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import redis
 
-from tasks.catalog.models import FAILED, HTTP, READY, TWILIO, WANTED, RecordingRow
+from tasks.catalog.models import FAILED, HTTP, NEW, READY, TWILIO, WANTED, RecordingRow
 from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_download, send_handed
 from tasks.errors import Conflict, ProviderError, TwilioAccountMismatch, TwilioNotConfigured
@@ -81,6 +82,33 @@ def status_of(rec: RecordingRow, job: Job | None, store: Store) -> Status:
 def channel_labels(rec: RecordingRow) -> list[str] | None:
     """The labels the registration gave the recording's channels (stored as a JSON list)."""
     return [str(label) for label in json.loads(rec.channel_labels)] if rec.channel_labels else None
+
+
+#: Catalog pages a filtered list reads at most per answer (a status filter may skip rows).
+LIST_ROUNDS = 10
+#: The catalog states a recording of each status may be in (the live ones are refined by its job).
+_STATES_OF = {"new": (NEW,), "queued": (WANTED,), "processing": (WANTED,), "ready": (READY,),
+              "failed": (FAILED, WANTED)}
+STATUSES = tuple(_STATES_OF)
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """What a list asks for: a call sid prefix, a status, a range of creation days (UTC, both included)."""
+
+    prefix: str | None = None
+    status: str | None = None
+    created_from: datetime | None = None
+    created_before: datetime | None = None
+
+    def catalog_states(self) -> tuple[str, ...] | None:
+        return _STATES_OF[self.status] if self.status else None
+
+    @classmethod
+    def of(cls, prefix: str | None, status: str | None, day_from: date | None, day_to: date | None) -> ListFilter:
+        return cls(prefix or None, status or None,
+                   datetime.combine(day_from, time.min, UTC) if day_from else None,
+                   datetime.combine(day_to + timedelta(days=1), time.min, UTC) if day_to else None)
 
 
 class Recordings:
@@ -182,13 +210,35 @@ class Recordings:
     def status(self, rec: RecordingRow) -> Status:
         return status_of(rec, get_job(self.client, self.business_id, rec.call_sid), self.store)
 
-    def list(self, limit: int, before_id: int | None) -> tuple[list[Status], int | None]:
-        """A page, newest first, and the cursor of the next page (None at the end)."""
-        rows = self.catalog.page(self.business_id, limit + 1, before_id)
-        page = rows[:limit]
-        found = get_jobs(self.client, self.business_id, [r.call_sid for r in page])
-        statuses = [status_of(r, found.get(r.call_sid), self.store) for r in page]
-        return statuses, (page[-1].id if len(rows) > limit else None)
+    def list(self, limit: int, before_id: int | None,
+             filters: ListFilter | None = None) -> tuple[list[Status], int | None]:
+        """A page, newest first, and the cursor of the next page (None at the end).
+
+        A status filter is applied to the live status (the catalog's state and the job's), so a page may hold
+        fewer than ``limit`` items with a next cursor: the catalog rows read for it are bounded.
+        """
+        filters = filters or ListFilter()
+        statuses: list[Status] = []
+        cursor, rounds = before_id, 0
+        while True:
+            rows = self.catalog.page(self.business_id, limit + 1, cursor, prefix=filters.prefix,
+                                     states=filters.catalog_states(), created_from=filters.created_from,
+                                     created_before=filters.created_before)
+            page = rows[:limit]
+            found = get_jobs(self.client, self.business_id, [r.call_sid for r in page])
+            for row in page:
+                status = status_of(row, found.get(row.call_sid), self.store)
+                if filters.status is None or status.status == filters.status:
+                    statuses.append(status)
+                cursor = row.id
+                if len(statuses) == limit:
+                    more = row is not page[-1] or len(rows) > limit
+                    return statuses, (cursor if more else None)
+            rounds += 1
+            if len(rows) <= limit:
+                return statuses, None
+            if rounds == LIST_ROUNDS:
+                return statuses, cursor
 
     def request(self, rec: RecordingRow, mode: RequestMode) -> Status:
         """Ask for the media: enqueue the job once, however many ask at once. Returns the new status."""

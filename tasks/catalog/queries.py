@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, select, text, update
+from sqlalchemy import create_engine, delete, event, func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -125,11 +126,22 @@ class Catalog:
             assert again is not None
             return again, False
 
-    def page(self, business_id: str, limit: int, before_id: int | None) -> list[RecordingRow]:
-        """Newest first; ``before_id`` is the cursor (the last id of the previous page)."""
+    def page(self, business_id: str, limit: int, before_id: int | None, *, prefix: str | None = None,
+             states: Sequence[str] | None = None, created_from: datetime | None = None,
+             created_before: datetime | None = None) -> list[RecordingRow]:
+        """Newest first; ``before_id`` is the cursor (the last id of the previous page). Optionally only call
+        sids starting with ``prefix`` (case-sensitive), in ``states``, created in [created_from, created_before)."""
         q = select(Recording).where(Recording.business_id == business_id)
         if before_id is not None:
             q = q.where(Recording.id < before_id)
+        if prefix:
+            q = q.where(func.substr(Recording.call_sid, 1, len(prefix)) == prefix)
+        if states is not None:
+            q = q.where(Recording.state.in_(states))
+        if created_from is not None:
+            q = q.where(Recording.created_at >= created_from)
+        if created_before is not None:
+            q = q.where(Recording.created_at < created_before)
         with Session(self.engine) as s:
             return [RecordingRow.of(r) for r in s.scalars(q.order_by(Recording.id.desc()).limit(limit))]
 
