@@ -7,10 +7,10 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from tasks.errors import AccessDenied, BadRequest, Conflict, NotFound, RecplayError, Unprocessable
+from tasks.errors import AccessDenied, BadRequest, Conflict, Forbidden, NotFound, RecplayError, Unprocessable
 
 #: The answer of each group of domain errors a request can cause (tasks/errors.py).
-STATUS_OF = {BadRequest: 400, AccessDenied: 401, NotFound: 404, Conflict: 409, Unprocessable: 422}
+STATUS_OF = {BadRequest: 400, AccessDenied: 401, Forbidden: 403, NotFound: 404, Conflict: 409, Unprocessable: 422}
 
 
 class ApiError(Exception):

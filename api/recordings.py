@@ -13,9 +13,11 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from api import ranges
 from api.auth import business_for_stream, business_from_header, settings
 from api.errors import ApiError
+from api.media_headers import MediaResponse, add_security_headers, safe_content_type
 from tasks.access import mint_stream_token
 from tasks.catalog.models import FAILED, HTTP, PROVIDERS, READY, TWILIO, RecordingRow
 from tasks.ids import check_id
+from tasks.media.links import media_link, parse_key
 from tasks.recordings import Recordings, Status
 from tasks.slots.client import get_redis
 
@@ -43,11 +45,17 @@ def _owned(recs: Recordings, call_sid: str) -> RecordingRow:
 
 def _status_body(recs: Recordings, status: Status) -> dict[str, Any]:
     body = status.as_dict()
-    body["stream_url"] = None
-    if status.status == READY:
-        token = mint_stream_token(recs.settings, recs.business_id, status.call_sid)
-        body["stream_url"] = url_for("recordings.stream", call_sid=status.call_sid, token=token)
+    body["stream_url"] = stream_url(recs, status) if status.status == READY else None
     return body
+
+
+def stream_url(recs: Recordings, status: Status) -> str:
+    """Where a player streams a ready recording: a signed media link to its file (answered by nginx, or by
+    :mod:`api.media`), or with S3 the stream endpoint with a stream token (it redirects to a presigned URL)."""
+    if recs.store.kind == "local" and status.media_key and parse_key(status.media_key):
+        return media_link(recs.settings, status.media_key)
+    token = mint_stream_token(recs.settings, recs.business_id, status.call_sid)
+    return url_for("recordings.stream", call_sid=status.call_sid, token=token)
 
 
 def _pending(recs: Recordings, status: Status, code: int) -> Response:
@@ -160,25 +168,13 @@ def stream(call_sid: str) -> Response:
     return _send_media(recs, rec)
 
 
-class MediaResponse(Response):
-    """Keeps the representation headers on a 304, which werkzeug strips; SPEC wants them on every answer."""
-
-    def get_wsgi_headers(self, environ: Any) -> Any:
-        headers = super().get_wsgi_headers(environ)
-        if self.status_code == 304:
-            for name in ("Content-Type", "Last-Modified"):
-                if name in self.headers and name not in headers:
-                    headers[name] = self.headers[name]
-        return headers
-
-
 def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
     assert rec.file_path and rec.sha256 and rec.size_bytes is not None and rec.ready_at is not None
     rep = ranges.Representation(
         length=rec.size_bytes,
         etag=f'"{rec.sha256[:32]}"',
         last_modified=rec.ready_at.replace(microsecond=0),
-        content_type=rec.content_type or "application/octet-stream",
+        content_type=safe_content_type(rec.content_type),
     )
     plan = ranges.plan_response(
         request.method, rep,
@@ -223,6 +219,7 @@ def _disposition(rec: RecordingRow) -> str | None:
 
 def _media_headers(response: Response, rec: RecordingRow) -> None:
     response.headers["Cache-Control"] = "private, max-age=3600"
+    add_security_headers(response.headers)
     disposition = _disposition(rec)
     if disposition:
         response.headers["Content-Disposition"] = disposition
@@ -274,7 +271,7 @@ def _accel_redirect(location: str, rec: RecordingRow, plan: ranges.Plan) -> Resp
         # nginx adds Accept-Ranges to a 200 itself, but not to a 206: it keeps ours then.
         if name in ("ETag", "Last-Modified") or (name == "Accept-Ranges" and plan.status == 206):
             response.headers[name] = value
-    response.headers["Content-Type"] = rec.content_type or "application/octet-stream"
+    response.headers["Content-Type"] = safe_content_type(rec.content_type)
     response.headers["X-Accel-Redirect"] = location
     _media_headers(response, rec)
     return response

@@ -1,8 +1,8 @@
 """The errors of the domain package.
 
 The ones a request can cause sit under a middle class per answer (:class:`BadRequest`, :class:`AccessDenied`,
-:class:`NotFound`, :class:`Conflict`, :class:`Unprocessable`), each with the snake_case ``code`` a client sees,
-so the HTTP layer maps five classes, not every error.
+:class:`Forbidden`, :class:`NotFound`, :class:`Conflict`, :class:`Unprocessable`), each with the snake_case
+``code`` a client sees, so the HTTP layer maps six classes, not every error.
 """
 
 from __future__ import annotations
@@ -41,6 +41,24 @@ class AccessDenied(RecplayError):
     """Raised when a token is missing, malformed, forged, expired or of the wrong kind (answered 401)."""
 
     code = "unauthorized"
+
+
+class Forbidden(RecplayError):
+    """Raised when a request shows a credential that can never give it what it asks for (answered 403)."""
+
+    code = "forbidden"
+
+
+class LinkForged(Forbidden):
+    """Raised when a media link's signature does not match its path and expiry (or it has none)."""
+
+    code = "forbidden"
+
+
+class LinkExpired(Forbidden):
+    """Raised when a genuine media link is past its expiry; the recording's status hands out a new one."""
+
+    code = "link_expired"
 
 
 class NotFound(RecplayError):

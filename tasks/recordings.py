@@ -39,6 +39,8 @@ class Status:
     content_type: str | None
     duration_seconds: float | None
     created_at: str
+    #: The stored file's key when ready (signed media links name it); not part of the status object.
+    media_key: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,7 @@ def status_of(rec: RecordingRow, job: Job | None, store: Store) -> Status:
         call_sid=rec.call_sid, status=status, attempts=attempts, error=error,
         size_bytes=rec.size_bytes if ready else None, content_type=rec.content_type if ready else None,
         duration_seconds=rec.duration_seconds, created_at=rec.created_at.isoformat(),
+        media_key=rec.file_path if ready else None,
     )
 
 
