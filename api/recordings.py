@@ -43,7 +43,7 @@ def _owned(recs: Recordings, call_sid: str) -> RecordingRow:
     return rec
 
 
-def _status_body(recs: Recordings, status: Status) -> dict[str, Any]:
+def status_body(recs: Recordings, status: Status) -> dict[str, Any]:
     body = status.as_dict()
     body["stream_url"] = stream_url(recs, status) if status.status == READY else None
     return body
@@ -59,7 +59,7 @@ def stream_url(recs: Recordings, status: Status) -> str:
 
 
 def _pending(recs: Recordings, status: Status, code: int) -> Response:
-    response = jsonify(_status_body(recs, status))
+    response = jsonify(status_body(recs, status))
     response.status_code = code
     if code == 202:
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
@@ -100,7 +100,7 @@ def register(call_sid: str) -> Response:
         raise ApiError(400, "invalid_body", "duration_seconds must be a non-negative number")
     rec, created = recs.register(call_sid, media_url, float(duration) if duration is not None else None,
                                  provider)
-    response = jsonify(_status_body(recs, recs.status(rec)))
+    response = jsonify(status_body(recs, recs.status(rec)))
     response.status_code = 201 if created else 200
     if created:
         response.headers["Location"] = url_for("recordings.status", call_sid=call_sid)
@@ -131,7 +131,7 @@ def list_recordings() -> Response:
     before = _decode_cursor(cursor) if cursor else None
     statuses, next_id = recs.list(int(raw_limit), before)
     return jsonify({
-        "items": [_status_body(recs, s) for s in statuses],
+        "items": [status_body(recs, s) for s in statuses],
         "next_cursor": _encode_cursor(next_id) if next_id is not None else None,
     })
 
@@ -139,8 +139,8 @@ def list_recordings() -> Response:
 @bp.get("/<call_sid>")
 def status(call_sid: str) -> Response:
     recs = _recordings(business_from_header())
-    rec = _owned(recs, call_sid)
-    response = jsonify(_status_body(recs, recs.status(rec)))
+    current, _ = recs.current(check_id(call_sid, "call_sid"))
+    response = jsonify(status_body(recs, current))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -148,9 +148,15 @@ def status(call_sid: str) -> Response:
 @bp.post("/<call_sid>/fetch")
 def fetch(call_sid: str) -> Response:
     recs = _recordings(business_from_header())
+    # A recording that is ready, or whose job is queued or running, is answered from Redis alone: a burst of
+    # duplicates costs no catalog read.
+    known, _ = recs.known(check_id(call_sid, "call_sid"))
+    if known is not None:
+        return _pending(recs, known, 200 if known.status == READY else 202)
     rec = _owned(recs, call_sid)
     current = recs.status(rec)
     if current.status == READY:
+        recs.remember(rec)
         return _pending(recs, current, 200)
     return _pending(recs, recs.request(rec, "fetch"), 202)
 
@@ -237,6 +243,7 @@ def _redirect(url: str) -> Response:
 def _lost(recs: Recordings, rec: RecordingRow) -> Response:
     """The bucket no longer has a ready recording's object: fetch it again."""
     recs.catalog.mark_lost(rec.id)
+    recs.forget(rec.call_sid)
     fresh = recs.get(rec.call_sid) or rec
     return _pending(recs, recs.request(fresh, "force"), 202)
 

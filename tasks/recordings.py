@@ -16,11 +16,13 @@ import redis
 from tasks.catalog.models import FAILED, HTTP, READY, TWILIO, WANTED, RecordingRow
 from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_download, send_handed
-from tasks.errors import Conflict, TwilioNotConfigured
+from tasks.errors import Conflict, NotFound, TwilioNotConfigured
 from tasks.media import twilio
 from tasks.media.http import check_media_url, is_twilio_url
 from tasks.media.store import Store, media_store
 from tasks.settings import Settings
+from tasks.slots import events, keys
+from tasks.slots.facts import Fact, forget_fact, read_fact, write_fact
 from tasks.slots.jobs import Job, RequestMode, delete_job, get_job, get_jobs, request_job
 from tasks.slots.semaphore import BusinessSlots
 
@@ -71,6 +73,32 @@ def status_of(rec: RecordingRow, job: Job | None, store: Store) -> Status:
         duration_seconds=rec.duration_seconds, created_at=rec.created_at.isoformat(),
         media_key=rec.file_path if ready else None,
     )
+
+
+def fact_of(rec: RecordingRow) -> Fact:
+    """The hot fields of a catalog row, for the job registry's side (:mod:`tasks.slots.facts`)."""
+    ready = rec.state == READY and rec.file_path
+    return Fact(recording_id=rec.id, created_at=rec.created_at.isoformat(), duration_seconds=rec.duration_seconds,
+                attempts=rec.attempts, file=rec.file_path if ready else None,
+                size_bytes=rec.size_bytes if ready else None, content_type=rec.content_type if ready else None)
+
+
+def known_status(call_sid: str, fact: Fact | None, job: Job | None, store: Store) -> Status | None:
+    """The status that a recording's fact and job give alone, or None when the catalog must be read: as
+    :func:`status_of` for a ready recording or a job queued or running; anything else (new, failed, a job of
+    another registration, no fact) is the catalog's to say."""
+    if fact is None:
+        return None
+    current = job is not None and job.recording_id == str(fact.recording_id)
+    if fact.ready and store.exists(fact.file):
+        return Status(call_sid=call_sid, status=READY, attempts=job.attempts if job and current else fact.attempts,
+                      error=None, size_bytes=fact.size_bytes, content_type=fact.content_type,
+                      duration_seconds=fact.duration_seconds, created_at=fact.created_at, media_key=fact.file)
+    if job is not None and current and job.status in ("queued", "processing"):
+        return Status(call_sid=call_sid, status=job.status, attempts=job.attempts, error=job.error or None,
+                      size_bytes=None, content_type=None, duration_seconds=fact.duration_seconds,
+                      created_at=fact.created_at)
+    return None
 
 
 class Recordings:
@@ -126,6 +154,40 @@ class Recordings:
     def get(self, call_sid: str) -> RecordingRow | None:
         return self.catalog.get(self.business_id, call_sid)
 
+    def known(self, call_sid: str) -> tuple[Status | None, Job | None]:
+        """A recording's status from Redis alone (its fact and job, one round trip), or None when the catalog
+        must be read; and its job. A business only ever reads its own keys."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(keys.fact(self.business_id, call_sid))
+        pipe.hgetall(keys.job(self.business_id, call_sid))
+        raw_fact, raw_job = pipe.execute()
+        job = Job.from_hash(self.business_id, call_sid, raw_job) if raw_job else None
+        return known_status(call_sid, read_fact(raw_fact), job, self.store), job
+
+    def current(self, call_sid: str) -> tuple[Status, Job | None]:
+        """A recording's status: from Redis when it can say, else from the catalog (whose row is then kept as
+        the recording's fact); and its job.
+
+        Raises:
+            NotFound: the business has no such recording.
+        """
+        found, job = self.known(call_sid)
+        if found is not None:
+            return found, job
+        rec = self.get(call_sid)
+        if rec is None:
+            raise NotFound("no such recording")
+        self.remember(rec)
+        job = get_job(self.client, self.business_id, call_sid)
+        return status_of(rec, job, self.store), job
+
+    def remember(self, rec: RecordingRow) -> None:
+        """Keep the row's hot fields beside the job, for the next request to be answered from Redis."""
+        write_fact(self.client, self.business_id, rec.call_sid, fact_of(rec))
+
+    def forget(self, call_sid: str) -> None:
+        forget_fact(self.client, self.business_id, call_sid)
+
     def status(self, rec: RecordingRow) -> Status:
         return status_of(rec, get_job(self.client, self.business_id, rec.call_sid), self.store)
 
@@ -143,6 +205,7 @@ class Recordings:
             log.warning("stored file missing, fetching again business_id=%s call_sid=%s",
                         self.business_id, rec.call_sid)
             self.catalog.mark_lost(rec.id)
+            self.forget(rec.call_sid)
             rec = dataclasses.replace(rec, state=WANTED, file_path=None, sha256=None, ready_at=None)
             mode = "force"
         result = request_job(self.client, self.settings, self.business_id, rec.call_sid,
@@ -152,13 +215,17 @@ class Recordings:
                 self.catalog.mark_wanted(rec.id)
                 rec = dataclasses.replace(rec, state=WANTED, error=None)
             send_download(self.business_id, rec.call_sid, result.task_id)
+            events.publish(self.client, self.business_id, rec.call_sid, "queued")
         # No second catalog read: this request changed the row only as just mirrored in ``rec``.
+        self.remember(rec)
         return self.status(rec)
 
     def delete(self, rec: RecordingRow) -> None:
         """Forget the recording: catalog row, stored file and job; a running download's result is discarded."""
         self.catalog.delete(self.business_id, rec.call_sid)
+        self.forget(rec.call_sid)
         if delete_job(self.client, self.business_id, rec.call_sid):
             send_handed(self.business_id, BusinessSlots(self.client, self.business_id, self.settings).hand_off())
         self.store.delete(rec.file_path)
+        events.publish(self.client, self.business_id, rec.call_sid, events.DELETED)
         log.info("deleted business_id=%s call_sid=%s", self.business_id, rec.call_sid)

@@ -192,7 +192,7 @@ def test_the_api_command_serves_with_the_compose_gunicorn_settings(compose, data
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     text = log.read_text()
-    assert "gthread" in text
+    assert "Using worker: gevent" in text
     assert '"GET /api/recordings/CA1/stream" 401' in text
     assert secret not in text
     assert shlex.split(api["environment"]["GUNICORN_CMD_ARGS"]) == ["--config", "deploy/gunicorn.conf.py"]

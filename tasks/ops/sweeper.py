@@ -25,7 +25,7 @@ from tasks import metrics
 from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_download
 from tasks.settings import Settings
-from tasks.slots import keys
+from tasks.slots import events, keys
 from tasks.slots.client import now_ms
 from tasks.slots.jobs import RequestMode, finished_ttl_ms, get_job, request_job
 from tasks.slots.scripts import script
@@ -93,6 +93,8 @@ def sweep_business(client: redis.Redis, settings: Settings, business_id: str, re
             job = get_job(client, business_id, call_sid)
             if rec is not None:
                 catalog.mark_failed(rec.id, "worker lost during the last attempt", job.attempts if job else 0)
+            if job is not None:
+                events.publish(client, business_id, call_sid, "failed", job.attempts, job.error, job.fence)
             report.failed.append((business_id, call_sid))
             log.warning("failed after losing its worker business_id=%s call_sid=%s", business_id, call_sid)
 

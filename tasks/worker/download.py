@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import redis
 
 from tasks import logs, metrics
-from tasks.catalog.models import READY
+from tasks.catalog.models import READY, RecordingRow
 from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_download, send_handed
 from tasks.errors import LeaseLost, ProviderError
@@ -23,8 +23,9 @@ from tasks.media.http import Fetcher, new_session
 from tasks.media.providers import fetch_recording
 from tasks.media.store import media_store
 from tasks.settings import Settings
-from tasks.slots import keys
+from tasks.slots import events, keys
 from tasks.slots.client import get_redis
+from tasks.slots.facts import Fact, write_fact
 from tasks.slots.jobs import finish_job, new_task_id
 from tasks.slots.semaphore import Acquired, BusinessSlots, Parked, slot
 from tasks.worker import held
@@ -146,6 +147,7 @@ class Attempt:
         state.recording_id = rec.id
         if rec.state == READY and store.exists(rec.file_path):
             finish_job(client, settings, self.business_id, self.call_sid, got.fence, "ready")
+            _announce_ready(client, rec, got, rec.file_path or "", rec.size_bytes, rec.content_type)
             log.info("already stored, not downloaded again %s", ctx)
             return "ready"
 
@@ -191,6 +193,7 @@ class Attempt:
             finish_job(client, settings, self.business_id, self.call_sid, got.fence, "cancel", reopen=True)
             log.info("recording deleted during the download, result discarded %s", ctx)
             return "cancelled"
+        _announce_ready(client, rec, got, rel, written.size_bytes, written.content_type)
         metrics.count_download(client, "ready", state.seconds())
         log.info("ready %s bytes=%s seconds=%.3f", ctx, written.size_bytes, state.seconds())
         return "ready"
@@ -221,6 +224,16 @@ class Attempt:
         metrics.count_download(client, "retried", seconds)
         log.warning("attempt failed, retry in %.1fs %s error=%s", delay, ctx, exc)
         return "retry"
+
+
+def _announce_ready(client: redis.Redis, rec: RecordingRow, got: Acquired, file: str, size_bytes: int | None,
+                    content_type: str | None) -> None:
+    """Once the catalog says ready: the recording's fact (so status and duplicate requests are answered from
+    Redis), then the event its waiting clients get."""
+    write_fact(client, rec.business_id, rec.call_sid, Fact(
+        recording_id=rec.id, created_at=rec.created_at.isoformat(), duration_seconds=rec.duration_seconds,
+        attempts=got.attempts, file=file, size_bytes=size_bytes, content_type=content_type))
+    events.publish(client, rec.business_id, rec.call_sid, "ready", got.attempts, "", got.fence)
 
 
 @dataclass
