@@ -33,8 +33,10 @@ from tasks.media.local import MediaStore
 from tasks.recordings import Recordings
 from tasks.settings import get_settings
 from tasks.slots.client import get_redis
+from tasks.slots.events import publish
 from tests.conftest import ROOT, free_port, token_for, wait_for
 from tests.provider import make_wav
+from tests.sse import EventStream
 from tests.twilio_standin import AUTH_TOKEN, sign, status_callback_form
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
@@ -369,6 +371,24 @@ def test_access_rules_hold_through_nginx_and_the_media_location_is_internal(stac
     assert pending.status_code == 202
     assert pending.headers["Retry-After"] == "2"
     assert pending.json()["status"] in ("queued", "processing")
+
+
+def test_an_events_stream_through_nginx_gets_each_event_at_once(stack, provider):
+    Catalog(stack.settings).register("biz", "CA7", provider.url("/biz/CA7.wav"), None)
+    own = {"Authorization": f"Bearer {token_for('biz')}"}
+    assert stack.http.post(stack.base + "/api/recordings/CA7/fetch", headers=own, timeout=10).status_code == 202
+    stream = EventStream(stack.base + "/api/recordings/CA7/events", own)
+    try:
+        assert stream.status == 200
+        assert stream.wait_events(1, timeout=5)[0]["status"] == "queued"
+        assert stream.times[0] - stream.opened < 2.0  # not held in a proxy buffer
+        # The next change reaches the client through nginx as soon as it is published.
+        publish(get_redis(), "biz", "CA7", "processing", 1, "", 7)
+        stream.wait_events(2, timeout=5)
+        assert stream.statuses() == ["queued", "processing"]
+        assert not stream.closed.is_set()
+    finally:
+        stream.close()
 
 
 def test_a_twilio_callback_through_nginx_is_checked_against_the_public_url(stack, provider):
