@@ -44,6 +44,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(recordings.bp)  # with the events stream (api.events), under the same request limits
     app.register_blueprint(media.bp)
+    # Media links in their usual form skip Flask's request machinery (a player without nginx sends many).
+    app.wsgi_app = media.FastLinks(app.wsgi_app, settings)  # type: ignore[method-assign]
     app.register_blueprint(ops.bp)
     metrics.init_app(app, settings)
     app.register_blueprint(frontend.bp)

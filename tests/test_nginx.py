@@ -34,7 +34,8 @@ from tasks.recordings import Recordings
 from tasks.settings import get_settings
 from tasks.slots.client import get_redis
 from tasks.slots.events import publish
-from tests.conftest import ROOT, free_port, token_for, wait_for
+from tests.conftest import free_port, token_for, wait_for
+from tests.nginxconf import render_conf
 from tests.provider import make_wav
 from tests.sse import EventStream
 from tests.twilio_standin import AUTH_TOKEN, sign, status_callback_form
@@ -43,37 +44,6 @@ NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").e
 PREFIX = "/protected-media/"
 
 pytestmark = pytest.mark.skipif(NGINX is None and not os.environ.get("CI"), reason="nginx is not installed")
-
-
-def render_conf(workdir: Path, api_port: int, port: int, media_dir: Path, link_secret: str) -> Path:
-    """deploy/nginx.conf, pointed at this test's API, port, media directory and media link secret (written as
-    docker-compose.yml has the nginx image render deploy/recplay-media-secret.conf.template)."""
-    conf = (ROOT / "deploy" / "nginx.conf").read_text()
-    template = (ROOT / "deploy" / "recplay-media-secret.conf.template").read_text()
-    assert template.count("${RECPLAY_MEDIA_LINK_SECRET}") == 1
-    secret_conf = workdir / "recplay-media-secret.conf"
-    secret_conf.write_text(template.replace("${RECPLAY_MEDIA_LINK_SECRET}", link_secret))
-    replacements = {
-        "server api:8000;": f"server 127.0.0.1:{api_port};",
-        "listen 80;": f"listen 127.0.0.1:{port};",
-        "alias /var/lib/recplay/media/;": f"alias {media_dir}/;",
-        "root /var/lib/recplay;": f"root {media_dir.parent};",
-        "include recplay-media-secret.conf;": f"include {secret_conf};",
-        "access_log /dev/stdout recplay_no_query;": f"access_log {workdir}/access.log recplay_no_query;",
-        "worker_processes auto;": "worker_processes 1;",
-    }
-    for old, new in replacements.items():
-        assert conf.count(old) == 1, f"deploy/nginx.conf no longer has {old!r}"
-        conf = conf.replace(old, new)
-    temp = "".join(f"    {name}_temp_path {workdir}/{name};\n"
-                   for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    conf = conf.replace("http {\n", "http {\n" + temp, 1)
-    conf = f"pid {workdir}/nginx.pid;\n" + conf  # not the system's /run/nginx.pid
-    if os.geteuid() == 0:
-        conf = "user root;\n" + conf  # worker processes must read the test's private temp directories
-    path = workdir / "nginx.conf"
-    path.write_text(conf)
-    return path
 
 
 class Stack:
