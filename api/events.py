@@ -97,8 +97,14 @@ def _changed(recs: Recordings, base: Status, message: dict[str, Any]) -> tuple[S
                                      error=message.get("error") or None, size_bytes=None, content_type=None,
                                      media_key=None)
         return status, change_order(status.status, int(message.get("fence") or 0), status.attempts)
-    # `ready` (its size and file are in the recording's fact, written before the announcement), or a resync
-    # after a lost connection: read the state.
+    if message.get("status") == "ready" and message.get("file") and recs.store.exists(message["file"]):
+        # The worker says what it stored: every waiting client is answered without a read.
+        status = dataclasses.replace(base, status="ready", attempts=int(message.get("attempts") or 0), error=None,
+                                     size_bytes=message.get("size_bytes"), content_type=message.get("content_type"),
+                                     media_key=message["file"])
+        return status, change_order("ready", int(message.get("fence") or 0), status.attempts)
+    # Another `ready` (the fact was written before the announcement), or a resync after a lost connection: read
+    # the state.
     try:
         status, job = recs.current(base.call_sid)
     except NotFound:

@@ -163,11 +163,10 @@ def herd_events(spec: dict[str, Any]) -> dict[str, Any]:
                     status = json.loads(line[5:])
                     if status["status"] in ("ready", "failed"):
                         link = status["stream_url"] or ""
-            conn.close()
+            events.read()  # the server ends the stream after `ready`: the connection is free again, as a browser's
             if not link:
                 statuses[i] = -1
                 return
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
             conn.request("GET", link, headers=headers)
             polls[i] = 3
             media = conn.getresponse()

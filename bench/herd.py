@@ -66,12 +66,15 @@ def run(smoke: bool) -> Values:
     body = b"RIFF" + os.urandom(size - 4)
     with harness.stack("herd") as st:
         st.worker(concurrency=16)
-        # The shipped worker class (deploy/gunicorn.conf.py): every waiting client holds an events stream.
-        base = st.api(workers=2, worker_class="gevent")
+        # As deployed: the shipped worker class (deploy/gunicorn.conf.py: every waiting client holds an events
+        # stream) behind the shipped nginx (deploy/nginx.conf: it sends the media links' bytes).
+        api = st.api(workers=2, worker_class="gevent")
+        nginx_port, _ = st.shipped_nginx(int(api.rsplit(":", 1)[1]))
+        base = f"http://127.0.0.1:{nginx_port}"
         trickle = size / RATE
         url = st.provider.add("/herd/CAherd.wav", body=body, trickle_seconds=trickle)
-        harness.register_all(base, [("herd", "CAherd", url)])
-        harness.warm_up(st, base)
+        harness.register_all(api, [("herd", "CAherd", url)])
+        harness.warm_up(st, api)
         ours = _herd_events(st, base, "CAherd", harness.token_for("herd"), clients)
         provider_done = st.provider.finished["/herd/CAherd.wav"][0]
         (done_at,) = harness.job_fields("herd", ["CAherd"], "done_at")[0]
@@ -116,7 +119,8 @@ SCENARIO = Scenario(
     title="3. Thundering herd",
     setup="200 clients at once want one 10 MiB recording that is not stored yet; the provider sends it at 5 MiB/s "
           "(2 s). Each client does what the player does: POST /fetch, wait on the events stream for `ready`, then "
-          "GET its `stream_url` with `Range: bytes=0-65535` (gunicorn alone, 2 gevent workers). "
+          "GET its `stream_url` with `Range: bytes=0-65535`, through deploy/nginx.conf in front of gunicorn "
+          "(2 gevent workers, as deploy/gunicorn.conf.py): nginx passes the events through and sends the bytes. "
           "Peer: Debian's nginx, `proxy_cache_lock on` (lock timeout 120 s, "
           "`proxy_force_ranges on`), in front of the same provider, the same 200 clients. "
           "Extra delay = a waiter's first byte - the provider's last byte of the one download.",

@@ -29,13 +29,15 @@ RESYNC: dict[str, Any] = {"resync": True}
 
 
 def publish(client: redis.Redis, business_id: str, call_sid: str, status: str, attempts: int = 0,
-            error: str = "", fence: int | str = 0) -> None:
+            error: str = "", fence: int | str = 0, stored: dict[str, Any] | None = None) -> None:
     """Announce a job's new status; a Redis error is logged, never raised (the change itself is stored).
 
     ``fence`` is the attempt's (0 before the first): with the status it orders the changes of one job
-    (:func:`change_order`), so a subscriber can drop a message older than the state it has read.
+    (:func:`change_order`), so a subscriber can drop a message older than the state it has read. ``stored``
+    (with ``ready``: the file, size_bytes, content_type) spares every subscriber a read of the fact.
     """
-    message = json.dumps({"status": status, "attempts": attempts, "error": error, "fence": int(fence or 0)})
+    message = json.dumps({"status": status, "attempts": attempts, "error": error, "fence": int(fence or 0),
+                          **(stored or {})})
     try:
         client.publish(keys.events(business_id, call_sid), message)
     except redis.RedisError:

@@ -233,7 +233,8 @@ def _announce_ready(client: redis.Redis, rec: RecordingRow, got: Acquired, file:
     write_fact(client, rec.business_id, rec.call_sid, Fact(
         recording_id=rec.id, created_at=rec.created_at.isoformat(), duration_seconds=rec.duration_seconds,
         attempts=got.attempts, file=file, size_bytes=size_bytes, content_type=content_type))
-    events.publish(client, rec.business_id, rec.call_sid, "ready", got.attempts, "", got.fence)
+    events.publish(client, rec.business_id, rec.call_sid, "ready", got.attempts, "", got.fence,
+                   {"file": file, "size_bytes": size_bytes, "content_type": content_type})
 
 
 @dataclass
