@@ -18,6 +18,7 @@ import requests
 from werkzeug.serving import make_server
 
 from api import events as events_module
+from tasks.slots.events import publish
 from tests.conftest import ROOT, free_port, token_for, wait_for
 from tests.provider import make_wav
 from tests.sse import EventStream
@@ -146,6 +147,25 @@ def test_deleting_the_recording_ends_its_streams(server, provider):
         assert requests.delete(f"{server}/api/recordings/CA5", headers=auth("biz"), timeout=10).status_code == 204
         stream.wait_closed(timeout=5)
         assert stream.statuses() == ["queued"]
+    finally:
+        stream.close()
+
+
+def test_a_stream_keeps_getting_changes_after_redis_restarts(server, provider, redis_server, rclient):
+    register(server, "biz", "CA6", provider.url("/biz/CA6.wav"))
+    stream = EventStream(f"{server}/api/recordings/CA6/events", auth("biz"))
+    try:
+        stream.wait_events(1, timeout=5)
+        redis_server.restart_empty()
+        # The listener reconnects and subscribes again; the waiting client reads the state again (the catalog
+        # still says wanted: queued, nothing new to send) and then follows the messages as before.
+        def resubscribed() -> bool:
+            return bool(rclient.pubsub_numsub("recplay:{biz}:events:CA6")[0][1])
+
+        wait_for(resubscribed, 15, "the API to subscribe again after the restart", interval=0.1)
+        publish(rclient, "biz", "CA6", "processing", 1, "", 10**12)
+        stream.wait_events(2, timeout=5)
+        assert stream.statuses() == ["queued", "processing"]
     finally:
         stream.close()
 
