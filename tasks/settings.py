@@ -132,7 +132,7 @@ class Settings:
     """Every setting of every process; :func:`load_settings` reads them from the environment."""
 
     redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0")
-    data_dir: Path = setting("RECPLAY_DATA_DIR", Path("./var"))
+    data_dir: Path = setting("RECPLAY_DATA_DIR", Path("./var"))  # noqa: RUF009 - a Path is immutable
     # Empty: the SQLite file in data_dir (load_settings fills it in).
     database_url: str = setting("DATABASE_URL", "")
     secret_key: str | None = setting("RECPLAY_SECRET_KEY", None, keep_spaces=True)
