@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import frontend, metrics, ops, peaks, recordings, webhooks
+from api import events, frontend, media, metrics, ops, peaks, recordings, webhooks
 from api.errors import register_error_handlers
 from api.limits import init_limits
 from api.recordings import MAX_BODY_BYTES
@@ -20,6 +20,8 @@ from tasks.logs import setup_logging
 from tasks.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+assert events.bp is recordings.bp  # api.events adds its route to the recordings blueprint when imported
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -40,7 +42,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         n = settings.trust_proxy
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)  # type: ignore[method-assign]
 
-    app.register_blueprint(recordings.bp)
+    app.register_blueprint(recordings.bp)  # with the events stream (api.events), under the same request limits
+    app.register_blueprint(media.bp)
+    # Media links in their usual form skip Flask's request machinery (a player without nginx sends many).
+    app.wsgi_app = media.FastLinks(app.wsgi_app, settings)  # type: ignore[method-assign]
     app.register_blueprint(peaks.bp)
     app.register_blueprint(ops.bp)
     metrics.init_app(app, settings)

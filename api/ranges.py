@@ -120,6 +120,7 @@ def plan_response(
     if_none_match: str | None,
     if_modified_since: str | None = None,
     boundary: str | None = None,
+    reject_backwards: bool = False,
 ) -> Plan:
     """Decide the status, headers and byte ranges of the answer to a GET or HEAD of ``rep``.
 
@@ -129,6 +130,8 @@ def plan_response(
     Args:
         method: "GET" or "HEAD" (case-sensitive, as methods are). HEAD ignores Range.
         boundary: the multipart boundary to use if one is needed; random when None.
+        reject_backwards: a Range header of one range-spec whose last position is before its first (``5-1``)
+            is unsatisfiable (416), as nginx has it, rather than ignored (200); RFC 9110 14.2 allows either.
 
     Raises:
         ValueError: for another method or a boundary that RFC 2046 does not allow.
@@ -150,7 +153,7 @@ def plan_response(
     whole = [(0, rep.length - 1)] if rep.length else []
     parts: list[tuple[int, int]] | None = None
     if method == "GET" and range_header is not None and _if_range_holds(rep, if_range):
-        parts = _requested_parts(range_header, rep.length)
+        parts = _requested_parts(range_header, rep.length, reject_backwards)
     send_body = method == "GET"
 
     if parts is None:
@@ -247,7 +250,8 @@ def _quote_if_needed(boundary: str) -> str:
     return boundary if _TOKEN.fullmatch(boundary) else f'"{boundary}"'
 
 
-def _requested_parts(range_header: str, length: int) -> list[tuple[int, int]] | None:
+def _requested_parts(range_header: str, length: int, reject_backwards: bool = False,
+                     ) -> list[tuple[int, int]] | None:
     """The parts to send as a 206, ``[]`` when the header is unsatisfiable, None to ignore it (200)."""
     unit, equals, range_set = range_header.strip(_OWS).partition("=")
     if not equals or _TOKEN.fullmatch(unit) is None or unit.lower() != "bytes":
@@ -276,7 +280,7 @@ def _requested_parts(range_header: str, length: int) -> list[tuple[int, int]] | 
                 selected.append((length - _saturated(suffix_digits, length), length - 1))
             continue
         if last_digits and _digits_less(last_digits, first_digits):
-            return None
+            return [] if reject_backwards and len(specs) == 1 else None
         first = _saturated(first_digits, length)
         if first < length:
             last = _saturated(last_digits, length - 1) if last_digits else length - 1

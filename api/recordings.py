@@ -14,9 +14,11 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from api import ranges
 from api.auth import business_for_stream, business_from_header, settings
 from api.errors import ApiError
+from api.media_headers import MediaResponse, add_security_headers
 from tasks.access import MANAGE, mint_stream_token
 from tasks.catalog.models import FAILED, HTTP, PROVIDERS, READY, TWILIO, RecordingRow
 from tasks.ids import check_id, is_valid_id
+from tasks.media.links import media_link, parse_key
 from tasks.media.types import safe_content_type
 from tasks.recordings import STATUSES, ListFilter, Recordings, Status
 from tasks.slots.client import get_redis
@@ -49,19 +51,28 @@ def _owned(recs: Recordings, call_sid: str) -> RecordingRow:
     return rec
 
 
-def _status_body(recs: Recordings, status: Status) -> dict[str, Any]:
+def status_body(recs: Recordings, status: Status) -> dict[str, Any]:
     body = status.as_dict()
     body["stream_url"] = body["peaks_url"] = None
     if status.status == READY:
-        token = mint_stream_token(recs.settings, recs.business_id, status.call_sid)
-        body["stream_url"] = url_for("recordings.stream", call_sid=status.call_sid, token=token)
+        body["stream_url"] = stream_url(recs, status)
         if status.has_peaks:
+            token = mint_stream_token(recs.settings, recs.business_id, status.call_sid)
             body["peaks_url"] = url_for("peaks.peaks", call_sid=status.call_sid, token=token)
     return body
 
 
+def stream_url(recs: Recordings, status: Status) -> str:
+    """Where a player streams a ready recording: a signed media link to its file (answered by nginx, or by
+    :mod:`api.media`), or with S3 the stream endpoint with a stream token (it redirects to a presigned URL)."""
+    if recs.store.kind == "local" and status.media_key and parse_key(status.media_key):
+        return media_link(recs.settings, status.media_key)
+    token = mint_stream_token(recs.settings, recs.business_id, status.call_sid)
+    return url_for("recordings.stream", call_sid=status.call_sid, token=token)
+
+
 def _pending(recs: Recordings, status: Status, code: int) -> Response:
-    response = jsonify(_status_body(recs, status))
+    response = jsonify(status_body(recs, status))
     response.status_code = code
     if code == 202:
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
@@ -102,7 +113,7 @@ def register(call_sid: str) -> Response:
         raise ApiError(400, "invalid_body", "duration_seconds must be a non-negative number")
     rec, created = recs.register(call_sid, media_url, float(duration) if duration is not None else None,
                                  provider, channels=_channel_labels(data.get("channels")))
-    response = jsonify(_status_body(recs, recs.status(rec)))
+    response = jsonify(status_body(recs, recs.status(rec)))
     response.status_code = 201 if created else 200
     if created:
         response.headers["Location"] = url_for("recordings.status", call_sid=call_sid)
@@ -173,7 +184,7 @@ def list_recordings() -> Response:
     before = _decode_cursor(cursor) if cursor else None
     statuses, next_id = recs.list(int(raw_limit), before, _list_filter())
     return jsonify({
-        "items": [_status_body(recs, s) for s in statuses],
+        "items": [status_body(recs, s) for s in statuses],
         "next_cursor": _encode_cursor(next_id) if next_id is not None else None,
     })
 
@@ -181,8 +192,8 @@ def list_recordings() -> Response:
 @bp.get("/<call_sid>")
 def status(call_sid: str) -> Response:
     recs = _recordings(business_from_header())
-    rec = _owned(recs, call_sid)
-    response = jsonify(_status_body(recs, recs.status(rec)))
+    current, _ = recs.current(check_id(call_sid, "call_sid"))
+    response = jsonify(status_body(recs, current))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -190,9 +201,15 @@ def status(call_sid: str) -> Response:
 @bp.post("/<call_sid>/fetch")
 def fetch(call_sid: str) -> Response:
     recs = _recordings(business_from_header())
+    # A recording that is ready, or whose job is queued or running, is answered from Redis alone: a burst of
+    # duplicates costs no catalog read.
+    known, _ = recs.known(check_id(call_sid, "call_sid"))
+    if known is not None:
+        return _pending(recs, known, 200 if known.status == READY else 202)
     rec = _owned(recs, call_sid)
     current = recs.status(rec)
     if current.status == READY:
+        recs.remember(rec)
         return _pending(recs, current, 200)
     return _pending(recs, recs.request(rec, "fetch"), 202)
 
@@ -217,18 +234,6 @@ def _guard_media(response: Response) -> Response:
     if request.endpoint == "recordings.stream":
         response.headers.update(MEDIA_SECURITY_HEADERS)
     return response
-
-
-class MediaResponse(Response):
-    """Keeps the representation headers on a 304, which werkzeug strips; SPEC wants them on every answer."""
-
-    def get_wsgi_headers(self, environ: Any) -> Any:
-        headers = super().get_wsgi_headers(environ)
-        if self.status_code == 304:
-            for name in ("Content-Type", "Last-Modified"):
-                if name in self.headers and name not in headers:
-                    headers[name] = self.headers[name]
-        return headers
 
 
 def _send_media(recs: Recordings, rec: RecordingRow) -> Response:
@@ -283,6 +288,7 @@ def _disposition(rec: RecordingRow) -> str | None:
 
 def _media_headers(response: Response, rec: RecordingRow) -> None:
     response.headers["Cache-Control"] = "private, max-age=3600"
+    add_security_headers(response.headers)
     disposition = _disposition(rec)
     if disposition:
         response.headers["Content-Disposition"] = disposition
@@ -300,6 +306,7 @@ def _redirect(url: str) -> Response:
 def _lost(recs: Recordings, rec: RecordingRow) -> Response:
     """The bucket no longer has a ready recording's object: fetch it again."""
     recs.catalog.mark_lost(rec.id, rec.file_path, rec.sha256)
+    recs.forget(rec.call_sid)
     fresh = recs.get(rec.call_sid) or rec
     return _pending(recs, recs.request(fresh, "force"), 202)
 

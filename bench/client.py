@@ -10,11 +10,14 @@ Kinds:
   paced   POST .../fetch for call_sid i at start + i * interval
   herd    many clients at once GET one URL, polling while it answers 202 (honouring Retry-After), and note when
           each one's first body byte arrived
+  herd_events  many clients at once, as the player: POST .../fetch, wait on .../events until `ready`, then GET
+          the event's stream_url with the Range; note when each one's first body byte arrived
   noop    send bare no-op Celery tasks (the peer of the overhead scenario)
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import resource
 import sys
@@ -22,6 +25,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -132,6 +136,60 @@ def herd(spec: dict[str, Any]) -> dict[str, Any]:
             "statuses": _count(statuses)}
 
 
+def herd_events(spec: dict[str, Any]) -> dict[str, Any]:
+    base, call_sid, headers = spec["base"], spec["call_sid"], spec.get("headers", {})
+    auth = {"Authorization": f"Bearer {spec['token']}"}
+    clients = int(spec["clients"])
+    parts = urlsplit(base)
+    barrier = threading.Barrier(clients + 1)
+    first_byte: list[float] = [0.0] * clients
+    polls: list[int] = [0] * clients
+    sizes: list[int] = [0] * clients
+    statuses: list[int] = [0] * clients
+    timeout = float(spec.get("timeout", 120))
+
+    def one(i: int) -> None:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        try:
+            barrier.wait()
+            conn.request("POST", f"/api/recordings/{call_sid}/fetch", headers=auth)
+            conn.getresponse().read()
+            conn.request("GET", f"/api/recordings/{call_sid}/events", headers=auth)
+            polls[i] = 2
+            events = conn.getresponse()
+            link = None
+            while link is None and (line := events.readline()):
+                if line.startswith(b"data:"):
+                    status = json.loads(line[5:])
+                    if status["status"] in ("ready", "failed"):
+                        link = status["stream_url"] or ""
+            events.read()  # the server ends the stream after `ready`: the connection is free again, as a browser's
+            if not link:
+                statuses[i] = -1
+                return
+            conn.request("GET", link, headers=headers)
+            polls[i] = 3
+            media = conn.getresponse()
+            first = media.read(1)
+            first_byte[i] = time.time()
+            sizes[i] = len(first) + len(media.read())
+            statuses[i] = media.status
+        except OSError:
+            statuses[i] = -1
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    started = time.time()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    return {"started": started, "first_byte": first_byte, "polls": polls, "sizes": sizes,
+            "statuses": _count(statuses)}
+
+
 def noop(spec: dict[str, Any]) -> dict[str, Any]:
     from bench.noop_app import app
 
@@ -149,7 +207,7 @@ def _count(statuses: list[int]) -> dict[str, int]:
     return counts
 
 
-KINDS = {"burst": burst, "flood": flood, "paced": paced, "herd": herd, "noop": noop}
+KINDS = {"burst": burst, "flood": flood, "paced": paced, "herd": herd, "herd_events": herd_events, "noop": noop}
 
 
 def main(argv: list[str]) -> int:

@@ -332,13 +332,16 @@ class Stack:
         wait_for(ready, 60, "the worker to be ready", interval=0.1)
         return service
 
-    def api(self, workers: int = 2, threads: int = 8, extra_env: dict[str, str] | None = None) -> str:
-        """``gunicorn 'api:create_app()'`` (gthread); returns its base URL once /healthz answers."""
+    def api(self, workers: int = 2, threads: int = 8, extra_env: dict[str, str] | None = None,
+            worker_class: str = "gthread") -> str:
+        """``gunicorn 'api:create_app()'``, gthread with ``threads`` per worker, or gevent (as
+        deploy/gunicorn.conf.py runs it); returns its base URL once /healthz answers."""
         port = free_port()
+        pool = ["--threads", str(threads)] if worker_class == "gthread" else ["--worker-connections", "1000"]
         service = self._start(
             "api",
             [PY, "-m", "gunicorn", "api:create_app()", "-b", f"127.0.0.1:{port}", "-w", str(workers),
-             "--threads", str(threads), "--log-level", "warning", "--keep-alive", "30", "--backlog", "2048"],
+             "-k", worker_class, *pool, "--log-level", "warning", "--keep-alive", "30", "--backlog", "2048"],
             env={**self.env, **(extra_env or {})},
         )
         self.rss.watch("api", service.proc.pid)
@@ -388,7 +391,6 @@ class Stack:
 
     def nginx(self, server_blocks: str) -> tuple[int, Service]:
         """Debian's nginx with its own prefix and configuration; ``server_blocks`` may use ``{port}``."""
-        exe = shutil.which("nginx") or "/usr/sbin/nginx"
         prefix = self.workdir / "nginx"
         for sub in ("logs", "tmp", "cache"):
             (prefix / sub).mkdir(parents=True, exist_ok=True)
@@ -398,10 +400,27 @@ class Stack:
         user = "user root root;\n" if os.geteuid() == 0 else ""
         conf.write_text(NGINX_MAIN.format(user=user, prefix=prefix,
                                           servers=server_blocks.replace("{port}", str(port))))
-        service = self._start("nginx", [exe, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"], cwd=prefix)
+        return port, self.nginx_with(conf, port, prefix)
+
+    def shipped_nginx(self, api_port: int) -> tuple[int, Service]:
+        """deploy/nginx.conf itself (one worker process, no access log), in front of the API on ``api_port``."""
+        from tasks.settings import get_settings
+        from tests.nginxconf import render_conf
+
+        prefix = self.workdir / "nginx-shipped"
+        prefix.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        settings = get_settings()
+        conf = render_conf(prefix, api_port, port, settings.media_dir.absolute(),
+                           settings.media_link_secret_value(), access_log=False)
+        return port, self.nginx_with(conf, port, prefix, name="nginx-shipped")
+
+    def nginx_with(self, conf: Path, port: int, prefix: Path, name: str = "nginx") -> Service:
+        exe = shutil.which("nginx") or "/usr/sbin/nginx"
+        service = self._start(name, [exe, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"], cwd=prefix)
         self.rss.watch("nginx", service.proc.pid)
         wait_for(lambda: _port_open(port, service), 20, "nginx to listen", interval=0.05)
-        return port, service
+        return service
 
     def client(self, *args: str, timeout: float = 600) -> ClientRun:
         """Run ``python -m bench.client ARGS`` to completion; returns its JSON output and CPU use."""

@@ -1,7 +1,8 @@
 """Scenario 3, thundering herd: many clients at once on one recording that is not stored yet.
 
-recplay: every client GETs the stream endpoint (with ``Range: bytes=0-65535``, as a player's first request),
-polls while it answers 202 (honouring ``Retry-After``), and notes when its first media byte arrives. The peer is
+recplay: every client does what the player does: POST .../fetch, wait on the events stream for ``ready``, then
+GET the ``stream_url`` it got (with ``Range: bytes=0-65535``, as a player's first request), and notes when its
+first media byte arrives. The peer is
 nginx with ``proxy_cache_lock`` in front of the same provider, asked the same way. For both, a waiter's extra
 delay is its first byte's arrival minus the moment the provider finished sending the one download (the earliest
 any copy could be whole); clients whose first byte came before that (nginx's leader, streamed through) are not
@@ -45,6 +46,15 @@ def _herd(st: harness.Stack, url: str, headers: dict[str, str], clients: int) ->
         remove(spec)
 
 
+def _herd_events(st: harness.Stack, base: str, call_sid: str, token: str, clients: int) -> harness.ClientRun:
+    spec = spec_file({"base": base, "call_sid": call_sid, "token": token, "headers": RANGE, "clients": clients,
+                      "timeout": 120})
+    try:
+        return st.client("herd_events", spec)
+    finally:
+        remove(spec)
+
+
 def _extra(run: harness.ClientRun, ready_at: float) -> tuple[list[float], int]:
     """Waiters' delays after ``ready_at``, and how many clients were served before it (streamed through)."""
     firsts = [t for t in run.output["first_byte"] if t]
@@ -56,13 +66,16 @@ def run(smoke: bool) -> Values:
     body = b"RIFF" + os.urandom(size - 4)
     with harness.stack("herd") as st:
         st.worker(concurrency=16)
-        base = st.api(workers=2, threads=8)
+        # As deployed: the shipped worker class (deploy/gunicorn.conf.py: every waiting client holds an events
+        # stream) behind the shipped nginx (deploy/nginx.conf: it sends the media links' bytes).
+        api = st.api(workers=2, worker_class="gevent")
+        nginx_port, _ = st.shipped_nginx(int(api.rsplit(":", 1)[1]))
+        base = f"http://127.0.0.1:{nginx_port}"
         trickle = size / RATE
         url = st.provider.add("/herd/CAherd.wav", body=body, trickle_seconds=trickle)
-        harness.register_all(base, [("herd", "CAherd", url)])
-        harness.warm_up(st, base)
-        ours = _herd(st, f"{base}/api/recordings/CAherd/stream",
-                     {"Authorization": f"Bearer {harness.token_for('herd')}", **RANGE}, clients)
+        harness.register_all(api, [("herd", "CAherd", url)])
+        harness.warm_up(st, api)
+        ours = _herd_events(st, base, "CAherd", harness.token_for("herd"), clients)
         provider_done = st.provider.finished["/herd/CAherd.wav"][0]
         (done_at,) = harness.job_fields("herd", ["CAherd"], "done_at")[0]
         our_delays, our_early = _extra(ours, provider_done)
@@ -104,9 +117,11 @@ def run(smoke: bool) -> Values:
 SCENARIO = Scenario(
     key="herd",
     title="3. Thundering herd",
-    setup="200 clients at once GET one 10 MiB recording that is not stored yet; the provider sends it at 5 MiB/s "
-          "(2 s). Each client asks for `Range: bytes=0-65535` and polls while it gets 202, sleeping Retry-After "
-          "(2 s, the API's value). Peer: Debian's nginx, `proxy_cache_lock on` (lock timeout 120 s, "
+    setup="200 clients at once want one 10 MiB recording that is not stored yet; the provider sends it at 5 MiB/s "
+          "(2 s). Each client does what the player does: POST /fetch, wait on the events stream for `ready`, then "
+          "GET its `stream_url` with `Range: bytes=0-65535`, through deploy/nginx.conf in front of gunicorn "
+          "(2 gevent workers, as deploy/gunicorn.conf.py): nginx passes the events through and sends the bytes. "
+          "Peer: Debian's nginx, `proxy_cache_lock on` (lock timeout 120 s, "
           "`proxy_force_ranges on`), in front of the same provider, the same 200 clients. "
           "Extra delay = a waiter's first byte - the provider's last byte of the one download.",
     smoke_setup="20 clients, a 1 MiB recording at 5 MiB/s.",
@@ -124,7 +139,7 @@ SCENARIO = Scenario(
         Metric("p50_vs_peer", "p50 extra delay, recplay - nginx", "s"),
         Metric("p99_vs_peer", "p99 extra delay, recplay - nginx", "s"),
         Metric("server_ready", "recplay: provider's last byte -> recording ready (store, catalog, job)", "s"),
-        Metric("polls", "recplay: requests per client (polls)", ""),
+        Metric("polls", "recplay: requests per client (fetch, events, media)", ""),
         Metric("waiters", "waiters, recplay", ""),
         Metric("peer_waiters", "waiters, nginx", ""),
         Metric("peer_early", "nginx clients streamed through before the end (leaders)", ""),

@@ -7,10 +7,15 @@ Every value can be overridden from the environment, as docker-compose.yml and do
 import os
 
 bind = os.environ.get("RECPLAY_BIND", "0.0.0.0:8000")
-# Processes x threads: requests wait on Redis and the database, and stream files when nginx does not.
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
-worker_class = "gthread"
-threads = int(os.environ.get("RECPLAY_WEB_THREADS", "8"))
+# gevent: every connection is a greenlet of its worker process. A client waiting on an events stream
+# (GET /api/recordings/<call_sid>/events) costs a greenlet and a queue, no thread and no database connection;
+# with gthread it would hold one of the worker's few threads for as long as it waits. The pool is bounded:
+# at most worker_connections open connections per process (streams and ordinary requests together); more wait
+# in the listen backlog. Everything the API does blocks only on sockets (Redis, PostgreSQL through psycopg 3,
+# the broker) or briefly on SQLite, which gevent's patching makes cooperative.
+worker_class = "gevent"
+worker_connections = int(os.environ.get("RECPLAY_WEB_CONNECTIONS", "1000"))
 timeout = int(os.environ.get("RECPLAY_WEB_TIMEOUT", "60"))
 graceful_timeout = 30
 keepalive = 75  # above nginx's upstream keepalive idle time

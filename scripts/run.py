@@ -106,7 +106,7 @@ def main() -> int:
                 catalog.register(DEMO_BUSINESS, call_sid, provider.url(call_sid), float(seconds))
 
         spawn("api", [str(bindir / "gunicorn"), "api:create_app()", "--bind", f"127.0.0.1:{port}",
-                      "--workers", "2", "--threads", "8", "--access-logfile", "-"])
+                      "--workers", "2", "--worker-class", "gevent", "--access-logfile", "-"])
         spawn("worker", [str(bindir / "celery"), "-A", "tasks", "worker", "-l", "INFO"])
         spawn("beat", [str(bindir / "celery"), "-A", "tasks", "beat", "-l", "INFO",
                        "-s", str(data_dir / "celerybeat-schedule")])

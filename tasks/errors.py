@@ -44,9 +44,21 @@ class AccessDenied(RecplayError):
 
 
 class Forbidden(RecplayError):
-    """Raised when a valid token asks for what its scope does not grant (answered 403)."""
+    """Raised when a request shows a credential that can never give it what it asks for (answered 403)."""
 
     code = "forbidden"
+
+
+class LinkForged(Forbidden):
+    """Raised when a media link's signature does not match its path and expiry (or it has none)."""
+
+    code = "forbidden"
+
+
+class LinkExpired(Forbidden):
+    """Raised when a genuine media link is past its expiry; the recording's status hands out a new one."""
+
+    code = "link_expired"
 
 
 class NotFound(RecplayError):

@@ -18,12 +18,14 @@ import redis
 from tasks.catalog.models import FAILED, HTTP, NEW, READY, TWILIO, WANTED, RecordingRow
 from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_download, send_handed
-from tasks.errors import Conflict, ProviderError, TwilioAccountMismatch, TwilioNotConfigured
+from tasks.errors import Conflict, NotFound, ProviderError, TwilioAccountMismatch, TwilioNotConfigured
 from tasks.media import twilio
 from tasks.media.http import Fetcher, check_media_url, is_twilio_url, new_session
 from tasks.media.store import Store, media_store
 from tasks.media.types import safe_content_type
 from tasks.settings import Settings
+from tasks.slots import events, keys
+from tasks.slots.facts import Fact, forget_fact, read_fact, write_fact
 from tasks.slots.jobs import Job, RequestMode, delete_job, get_job, get_jobs, request_job
 from tasks.slots.semaphore import BusinessSlots
 
@@ -46,6 +48,8 @@ class Status:
     channels: list[str] | None = None
     #: Whether the waveform peaks are there (a ready recording stored since downloads are decoded).
     has_peaks: bool = False
+    #: The stored file's key when ready (signed media links name it); not part of the status object.
+    media_key: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,12 +80,17 @@ def status_of(rec: RecordingRow, job: Job | None, store: Store) -> Status:
         content_type=safe_content_type(rec.content_type) if ready else None,
         duration_seconds=rec.duration_seconds, created_at=rec.created_at.isoformat(),
         channels=channel_labels(rec), has_peaks=ready and bool(rec.channels),
+        media_key=rec.file_path if ready else None,
     )
 
 
 def channel_labels(rec: RecordingRow) -> list[str] | None:
     """The labels the registration gave the recording's channels (stored as a JSON list)."""
-    return [str(label) for label in json.loads(rec.channel_labels)] if rec.channel_labels else None
+    return _labels(rec.channel_labels)
+
+
+def _labels(stored: str | None) -> list[str] | None:
+    return [str(label) for label in json.loads(stored)] if stored else None
 
 
 #: Catalog pages a filtered list reads at most per answer (a status filter may skip rows).
@@ -109,6 +118,34 @@ class ListFilter:
         return cls(prefix or None, status or None,
                    datetime.combine(day_from, time.min, UTC) if day_from else None,
                    datetime.combine(day_to + timedelta(days=1), time.min, UTC) if day_to else None)
+
+
+def fact_of(rec: RecordingRow) -> Fact:
+    """The hot fields of a catalog row, for the job registry's side (:mod:`tasks.slots.facts`)."""
+    ready = rec.state == READY and rec.file_path
+    return Fact(recording_id=rec.id, created_at=rec.created_at.isoformat(), duration_seconds=rec.duration_seconds,
+                attempts=rec.attempts, file=rec.file_path if ready else None,
+                size_bytes=rec.size_bytes if ready else None, content_type=rec.content_type if ready else None,
+                channels=rec.channels if ready else None, channel_labels=rec.channel_labels)
+
+
+def known_status(call_sid: str, fact: Fact | None, job: Job | None, store: Store) -> Status | None:
+    """The status that a recording's fact and job give alone, or None when the catalog must be read: as
+    :func:`status_of` for a ready recording or a job queued or running; anything else (new, failed, a job of
+    another registration, no fact) is the catalog's to say."""
+    if fact is None:
+        return None
+    current = job is not None and job.recording_id == str(fact.recording_id)
+    if fact.ready and store.exists(fact.file):
+        return Status(call_sid=call_sid, status=READY, attempts=job.attempts if job and current else fact.attempts,
+                      error=None, size_bytes=fact.size_bytes, content_type=safe_content_type(fact.content_type),
+                      duration_seconds=fact.duration_seconds, created_at=fact.created_at, media_key=fact.file,
+                      channels=_labels(fact.channel_labels), has_peaks=bool(fact.channels))
+    if job is not None and current and job.status in ("queued", "processing"):
+        return Status(call_sid=call_sid, status=job.status, attempts=job.attempts, error=job.error or None,
+                      size_bytes=None, content_type=None, duration_seconds=fact.duration_seconds,
+                      created_at=fact.created_at, channels=_labels(fact.channel_labels))
+    return None
 
 
 class Recordings:
@@ -207,6 +244,40 @@ class Recordings:
     def get(self, call_sid: str) -> RecordingRow | None:
         return self.catalog.get(self.business_id, call_sid)
 
+    def known(self, call_sid: str) -> tuple[Status | None, Job | None]:
+        """A recording's status from Redis alone (its fact and job, one round trip), or None when the catalog
+        must be read; and its job. A business only ever reads its own keys."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(keys.fact(self.business_id, call_sid))
+        pipe.hgetall(keys.job(self.business_id, call_sid))
+        raw_fact, raw_job = pipe.execute()
+        job = Job.from_hash(self.business_id, call_sid, raw_job) if raw_job else None
+        return known_status(call_sid, read_fact(raw_fact), job, self.store), job
+
+    def current(self, call_sid: str) -> tuple[Status, Job | None]:
+        """A recording's status: from Redis when it can say, else from the catalog (whose row is then kept as
+        the recording's fact); and its job.
+
+        Raises:
+            NotFound: the business has no such recording.
+        """
+        found, job = self.known(call_sid)
+        if found is not None:
+            return found, job
+        rec = self.get(call_sid)
+        if rec is None:
+            raise NotFound("no such recording")
+        self.remember(rec)
+        job = get_job(self.client, self.business_id, call_sid)
+        return status_of(rec, job, self.store), job
+
+    def remember(self, rec: RecordingRow) -> None:
+        """Keep the row's hot fields beside the job, for the next request to be answered from Redis."""
+        write_fact(self.client, self.business_id, rec.call_sid, fact_of(rec))
+
+    def forget(self, call_sid: str) -> None:
+        forget_fact(self.client, self.business_id, call_sid)
+
     def status(self, rec: RecordingRow) -> Status:
         return status_of(rec, get_job(self.client, self.business_id, rec.call_sid), self.store)
 
@@ -246,6 +317,7 @@ class Recordings:
             log.warning("stored file missing, fetching again business_id=%s call_sid=%s",
                         self.business_id, rec.call_sid)
             self.catalog.mark_lost(rec.id, rec.file_path, rec.sha256)
+            self.forget(rec.call_sid)
             rec = dataclasses.replace(rec, state=WANTED, file_path=None, sha256=None, ready_at=None)
             mode = "force"
         result = request_job(self.client, self.settings, self.business_id, rec.call_sid,
@@ -256,7 +328,9 @@ class Recordings:
                 rec = dataclasses.replace(rec, state=WANTED, error=None)
             if result.task_id:  # a slot is reserved for it; a parked job gets its message when handed one
                 send_download(self.business_id, rec.call_sid, result.task_id)
+            events.publish(self.client, self.business_id, rec.call_sid, "queued")
         # No second catalog read: this request changed the row only as just mirrored in ``rec``.
+        self.remember(rec)
         return self.status(rec)
 
     @staticmethod
@@ -280,9 +354,11 @@ class Recordings:
         marked ready) after ``rec`` was read.
         """
         gone = self.catalog.delete(self.business_id, rec.call_sid)
+        self.forget(rec.call_sid)
         if delete_job(self.client, self.business_id, rec.call_sid):
             send_handed(self.business_id, BusinessSlots(self.client, self.business_id, self.settings).hand_off())
         for row in (rec,) if gone is None or gone == rec else (rec, gone):
             self.store.delete(row.file_path)
             self.store.delete_recording(self.business_id, row.call_sid, row.id)
+        events.publish(self.client, self.business_id, rec.call_sid, events.DELETED)
         log.info("deleted business_id=%s call_sid=%s", self.business_id, rec.call_sid)

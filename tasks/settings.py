@@ -7,6 +7,8 @@ field of :class:`Settings` (:func:`setting`); ``celeryconfig.py`` reads the same
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -136,6 +138,12 @@ def _twilio_accounts(name: str, raw: str, minimum: float | None) -> tuple[Twilio
     if not isinstance(given, dict):
         raise ConfigError(f"{name} must be a JSON object of account SID -> credentials")
     return tuple(_twilio_account(name, sid, value) for sid, value in given.items())
+def _link_secret(name: str, raw: str, minimum: float | None) -> str:
+    # It is written into nginx's configuration as well (a quoted string): keep it to URL-safe characters.
+    if re.fullmatch(r"[A-Za-z0-9_-]{32,}", raw) is None:
+        raise ConfigError(f"{name} must be at least 32 characters of A-Z, a-z, 0-9, '_' and '-' "
+                          "(e.g. `openssl rand -hex 32`)")
+    return raw
 
 
 def _one_of(*choices: str) -> Parser:
@@ -214,6 +222,9 @@ class Settings:
     decode_seconds: float = setting("RECPLAY_DECODE_SECONDS", 300.0, minimum=1)
     decode_memory_bytes: int = setting("RECPLAY_DECODE_MEMORY_BYTES", 256 * 1024 * 1024, minimum=16 * 1024 * 1024)
     stream_token_seconds: int = setting("RECPLAY_STREAM_TOKEN_SECONDS", 3600, minimum=10)
+    # Signs media links (tasks/media/links.py); nginx holds the same secret to check them itself. Unset: derived
+    # from RECPLAY_SECRET_KEY, which is enough without nginx in front.
+    media_link_secret: str | None = setting("RECPLAY_MEDIA_LINK_SECRET", None, parse=_link_secret)
     # A worker writes its heartbeat this often; one that misses MISSED_HEARTBEATS of them counts as gone.
     worker_heartbeat_seconds: float = setting("RECPLAY_WORKER_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
     # Log lines as "text" (key=value job fields appended) or "json" (one object a line).
@@ -316,6 +327,17 @@ class Settings:
         if self.dev:
             return "recplay-dev-secret-key-not-for-production"
         raise ConfigError("RECPLAY_SECRET_KEY is not set (set RECPLAY_DEV=1 for a development key)")
+
+    def media_link_secret_value(self) -> str:
+        """The secret of media links: RECPLAY_MEDIA_LINK_SECRET, else one derived from the signing key (so a
+        token secret never appears in nginx's configuration).
+
+        Raises:
+            ConfigError: when neither is set and development mode is off.
+        """
+        if self.media_link_secret:
+            return self.media_link_secret
+        return hmac.new(self.signing_key().encode(), b"recplay media links", hashlib.sha256).hexdigest()
 
 
 #: Settings whose variable, set to the empty string, means "empty" rather than "the default".

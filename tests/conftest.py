@@ -153,7 +153,9 @@ def _reset_domain() -> None:
     from tasks.catalog.queries import dispose_engines
     from tasks.settings import reset_settings
     from tasks.slots.client import reset_redis
+    from tasks.slots.events import close_hubs
 
+    close_hubs()
     reset_settings()
     reset_redis()
     dispose_engines()

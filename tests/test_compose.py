@@ -139,10 +139,29 @@ def test_nginx_serves_the_media_volume_at_the_location_the_api_redirects_to(comp
     assert nginx["depends_on"] == {"api": {"condition": "service_healthy"}}
 
 
+def test_nginx_checks_media_links_with_the_secret_the_api_signs_them_with(compose, monkeypatch):
+    nginx, api = compose["services"]["nginx"], compose["services"]["api"]
+    secret = api["environment"]["RECPLAY_MEDIA_LINK_SECRET"]
+    assert nginx["environment"]["RECPLAY_MEDIA_LINK_SECRET"] == secret == env_example()["RECPLAY_MEDIA_LINK_SECRET"]
+    monkeypatch.setenv("RECPLAY_MEDIA_LINK_SECRET", secret)
+    from tasks.settings import load_settings
+
+    assert load_settings().media_link_secret_value() == secret  # the example's value is one the API accepts
+    # The nginx image renders templates/X.template into NGINX_ENVSUBST_OUTPUT_DIR/X, which nginx.conf includes.
+    template = "./deploy/recplay-media-secret.conf.template"
+    assert f"{template}:/etc/nginx/templates/recplay-media-secret.conf.template:ro" in nginx["volumes"]
+    assert nginx["environment"]["NGINX_ENVSUBST_OUTPUT_DIR"] == "/etc/nginx"
+    assert "include recplay-media-secret.conf;" in (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "${RECPLAY_MEDIA_LINK_SECRET}" in (ROOT / template).read_text()
+    # Media links are served from <data dir>/media below nginx's root.
+    assert "root /var/lib/recplay;" in (ROOT / "deploy" / "nginx.conf").read_text()
+    assert api["environment"]["RECPLAY_DATA_DIR"] == "/var/lib/recplay"
+
+
 def test_every_required_variable_is_in_the_example_env_file(raw):
     text = (ROOT / "docker-compose.yml").read_text()
     required = {m.group(1) for m in _VARIABLE.finditer(text) if m.group(2) and "?" in m.group(2)}
-    assert required == {"POSTGRES_PASSWORD", "RECPLAY_SECRET_KEY", "FLOWER_BASIC_AUTH"}
+    assert required == {"POSTGRES_PASSWORD", "RECPLAY_SECRET_KEY", "RECPLAY_MEDIA_LINK_SECRET", "FLOWER_BASIC_AUTH"}
     mentioned = {m.group(1) for m in _VARIABLE.finditer(text)}
     assert mentioned <= set(env_example()), mentioned - set(env_example())
     assert ".env" in (ROOT / ".dockerignore").read_text().split()
@@ -163,8 +182,8 @@ def test_the_api_command_serves_with_the_compose_gunicorn_settings(compose, data
             assert proc.poll() is None, log.read_text()
             try:
                 return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-            except requests.ConnectionError:
-                return False
+            except (requests.ConnectionError, requests.Timeout):
+                return False  # not listening yet, or the worker is still booting behind the listening master
 
         wait_for(healthy, 30, "gunicorn to serve /healthz", interval=0.2)
         secret = "token=do-not-log-me"
@@ -173,7 +192,7 @@ def test_the_api_command_serves_with_the_compose_gunicorn_settings(compose, data
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     text = log.read_text()
-    assert "gthread" in text
+    assert "Using worker: gevent" in text
     assert '"GET /api/recordings/CA1/stream" 401' in text
     assert secret not in text
     assert shlex.split(api["environment"]["GUNICORN_CMD_ARGS"]) == ["--config", "deploy/gunicorn.conf.py"]

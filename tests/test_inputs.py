@@ -124,7 +124,7 @@ def test_registering_another_media_url_is_409_and_keeps_the_first(api, provider,
 def test_a_new_recording_has_the_full_status_object(api, provider):
     body = api.register("CA1", provider.url("/biz1/a.mp3"), duration_seconds=61.5).get_json()
     assert set(body) == {"call_sid", "status", "attempts", "error", "size_bytes", "content_type",
-                         "duration_seconds", "stream_url", "created_at"}
+                         "duration_seconds", "stream_url", "created_at", "channels", "peaks_url"}
     assert body["status"] == "new"
     assert body["attempts"] == 0
     assert body["stream_url"] is None

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,40 +27,23 @@ from werkzeug.serving import make_server
 
 from tasks.access import mint_stream_token
 from tasks.catalog.queries import Catalog
+from tasks.media.links import PREFIX as PREFIX_MEDIA
+from tasks.media.links import media_link
 from tasks.media.local import MediaStore
+from tasks.recordings import Recordings
 from tasks.settings import get_settings
-from tests.conftest import ROOT, free_port, token_for, wait_for
+from tasks.slots.client import get_redis
+from tasks.slots.events import publish
+from tests.conftest import free_port, token_for, wait_for
+from tests.nginxconf import render_conf
 from tests.provider import make_wav
+from tests.sse import EventStream
 from tests.twilio_standin import AUTH_TOKEN, sign, status_callback_form
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 PREFIX = "/protected-media/"
 
 pytestmark = pytest.mark.skipif(NGINX is None and not os.environ.get("CI"), reason="nginx is not installed")
-
-
-def render_conf(workdir: Path, api_port: int, port: int, media_dir: Path) -> Path:
-    """deploy/nginx.conf, pointed at this test's API, port and media directory."""
-    conf = (ROOT / "deploy" / "nginx.conf").read_text()
-    replacements = {
-        "server api:8000;": f"server 127.0.0.1:{api_port};",
-        "listen 80;": f"listen 127.0.0.1:{port};",
-        "alias /var/lib/recplay/media/;": f"alias {media_dir}/;",
-        "access_log /dev/stdout recplay_no_query;": f"access_log {workdir}/access.log recplay_no_query;",
-        "worker_processes auto;": "worker_processes 1;",
-    }
-    for old, new in replacements.items():
-        assert conf.count(old) == 1, f"deploy/nginx.conf no longer has {old!r}"
-        conf = conf.replace(old, new)
-    temp = "".join(f"    {name}_temp_path {workdir}/{name};\n"
-                   for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    conf = conf.replace("http {\n", "http {\n" + temp, 1)
-    conf = f"pid {workdir}/nginx.pid;\n" + conf  # not the system's /run/nginx.pid
-    if os.geteuid() == 0:
-        conf = "user root;\n" + conf  # worker processes must read the test's private temp directories
-    path = workdir / "nginx.conf"
-    path.write_text(conf)
-    return path
 
 
 class Stack:
@@ -74,12 +58,14 @@ class Stack:
         accel = create_app({"TESTING": True, "RECPLAY_SETTINGS": behind_nginx})
         self.direct = create_app({"TESTING": True, "RECPLAY_SETTINGS": settings}).test_client()
         self.accel_client = accel.test_client()
-        self.server = make_server("127.0.0.1", 0, accel, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="api", daemon=True)
-        self.thread.start()
         self.port = free_port()
         settings.media_dir.mkdir(parents=True, exist_ok=True)
-        conf = render_conf(workdir, self.server.server_port, self.port, settings.media_dir)
+        self.api_requests: list[str] = []
+        self.server = make_server("127.0.0.1", 0, self._counted(accel), threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="api", daemon=True)
+        self.thread.start()
+        conf = render_conf(workdir, self.server.server_port, self.port, settings.media_dir,
+                           settings.media_link_secret_value())
         self.error_log = workdir / "error.log"
         self.nginx = subprocess.Popen(
             [str(NGINX), "-p", str(workdir), "-c", str(conf), "-e", str(self.error_log), "-g", "daemon off;"],
@@ -88,6 +74,14 @@ class Stack:
         self.base = f"http://127.0.0.1:{self.port}"
         self.http = requests.Session()
         wait_for(self._answers, 15, "nginx to answer")
+
+    def _counted(self, app: Any) -> Any:
+        """The API's WSGI app, noting the path of every request that reaches it."""
+        def counted(environ: dict[str, Any], start_response: Any) -> Any:
+            self.api_requests.append(environ["PATH_INFO"])
+            return app(environ, start_response)
+
+        return counted
 
     def _answers(self) -> bool:
         if self.nginx.poll() is not None:
@@ -140,7 +134,8 @@ def store_ready(settings: Any, business_id: str, call_sid: str, body: bytes, con
 AUDIO = make_wav(2.0)  # 32 044 bytes
 L = len(AUDIO)
 COMPARED = ("Content-Type", "Content-Length", "Content-Range", "ETag", "Last-Modified", "Accept-Ranges",
-            "Content-Disposition", "Cache-Control")
+            "Content-Disposition", "Cache-Control", "X-Content-Type-Options", "Content-Security-Policy")
+MEDIA_SECURITY = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox"}
 
 
 def _parts(content_type: str, body: bytes) -> list[tuple[str, str, bytes]]:
@@ -161,12 +156,9 @@ def _view(status: int, headers: Any, body: bytes) -> dict[str, Any]:
             "body_length": len(body)}
 
 
-def test_nginx_streams_every_range_case_exactly_as_the_api_does(stack):
-    rel = store_ready(stack.settings, "biz", "CA1", AUDIO, "audio/wav")
-    url = f"/api/recordings/CA1/stream?token={mint_stream_token(stack.settings, 'biz', 'CA1')}"
-    direct_full = stack.direct.get(url)
-    etag, last_modified = direct_full.headers["ETag"], direct_full.headers["Last-Modified"]
-    cases: list[tuple[str, str, dict[str, str]]] = [
+def range_cases(etag: str, last_modified: str) -> list[tuple[str, str, dict[str, str]]]:
+    """(method, query suffix, headers) of every Range and conditional case of SPEC, and more."""
+    return [
         ("GET", "", {}),
         ("GET", "", {"Range": "bytes=0-1"}),
         ("GET", "", {"Range": "bytes=0-"}),
@@ -193,6 +185,14 @@ def test_nginx_streams_every_range_case_exactly_as_the_api_does(stack):
         ("GET", "&download=1", {}),
         ("GET", "&download=1", {"Range": "bytes=-2"}),
     ]
+
+
+def test_nginx_streams_every_range_case_exactly_as_the_api_does(stack):
+    rel = store_ready(stack.settings, "biz", "CA1", AUDIO, "audio/wav")
+    url = f"/api/recordings/CA1/stream?token={mint_stream_token(stack.settings, 'biz', 'CA1')}"
+    direct_full = stack.direct.get(url)
+    etag, last_modified = direct_full.headers["ETag"], direct_full.headers["Last-Modified"]
+    cases = range_cases(etag, last_modified)
     seen_statuses = []
     for method, extra, headers in cases:
         expected = stack.direct.open(url + extra, method=method, headers=headers)
@@ -232,6 +232,83 @@ def test_nginx_streams_every_range_case_exactly_as_the_api_does(stack):
     assert "[error]" not in stack.error_log.read_text()
 
 
+#: The cases nginx answers alone (every other one it hands to the API): a GET with no Range or one range-spec,
+#: and no precondition. The indexes are those of range_cases().
+NGINX_ALONE = {0, 1, 2, 3, 4, 5, 6, 7, 9, 23, 24}
+
+
+def test_nginx_answers_media_links_as_the_api_does_and_the_hot_path_never_reaches_the_api(stack):
+    rel = store_ready(stack.settings, "biz", "CA1", AUDIO, "audio/wav")
+    link = media_link(stack.settings, rel)
+    direct_full = stack.direct.get(link)
+    assert direct_full.status_code == 200
+    stack.api_requests.clear()
+    etag, last_modified = direct_full.headers["ETag"], direct_full.headers["Last-Modified"]
+    # nginx's own validators: the API describes the file exactly as nginx does.
+    stat = (stack.settings.media_dir / rel).stat()
+    assert etag == f'"{int(stat.st_mtime):x}-{stat.st_size:x}"'
+    seen_statuses, reached_api = [], set()
+    for index, (method, extra, headers) in enumerate(range_cases(etag, last_modified)):
+        expected = stack.direct.open(link + extra, method=method, headers=headers)
+        before = len(stack.api_requests)
+        got = stack.http.request(method, stack.base + link + extra, headers=headers, timeout=10)
+        if len(stack.api_requests) > before:
+            reached_api.add(index)
+        want = _view(expected.status_code, expected.headers, expected.data)
+        have = _view(got.status_code, got.headers, got.content)
+        assert have == want, (method, extra, headers, have, want)
+        assert {name: got.headers.get(name) for name in MEDIA_SECURITY} == MEDIA_SECURITY
+        seen_statuses.append(got.status_code)
+    # As the stream endpoint, but for bytes=5-1: one range-spec ending before it starts is a 416 here, as nginx
+    # has it (the stream endpoint ignores it: 200).
+    assert seen_statuses == [200, 206, 206, 206, 206, 206, 206, 416, 206, 416, 200, 206, 200, 200, 206, 200,
+                             304, 304, 206, 304, 206, 200, 200, 200, 206]
+    assert reached_api == set(range(25)) - NGINX_ALONE
+    assert stack.api_requests == [PREFIX_MEDIA + rel] * len(reached_api)
+
+    whole = stack.http.get(stack.base + link, timeout=10)
+    assert (whole.content, whole.headers["Content-Type"]) == (AUDIO, "audio/wav")
+    two = stack.http.get(stack.base + link, headers={"Range": "bytes=0-1"}, timeout=10)
+    assert (two.status_code, two.headers["Content-Range"], two.content) == (206, f"bytes 0-1/{L}", AUDIO[:2])
+    assert two.headers["Accept-Ranges"] == "bytes"
+    download = stack.http.get(stack.base + link + "&download=1", timeout=10)
+    assert download.headers["Content-Disposition"] == 'attachment; filename="CA1.wav"'
+    assert "[error]" not in stack.error_log.read_text()
+
+
+def test_forged_expired_and_deleted_links_are_refused_by_nginx_as_by_the_api(stack, monkeypatch):
+    rel = store_ready(stack.settings, "biz", "CA1", AUDIO, "audio/wav")
+    other = store_ready(stack.settings, "other", "CA2", b"ID3" + bytes(range(256)) * 4, "audio/mpeg")
+    link = media_link(stack.settings, rel)
+    path, _, query = link.partition("?")
+    expired = media_link(stack.settings, rel, now=time.time() - stack.settings.stream_token_seconds - 5)
+    stack.api_requests.clear()
+    signed_elsewhere = PREFIX_MEDIA + other + "?" + query  # CA1's signature on another business's file
+    later = query.replace("expires=", "expires=1")  # a later expiry the signature does not cover
+    refused = {
+        path: "forbidden",
+        path + "?expires=" + query.split("&")[0].split("=")[1]: "forbidden",
+        path + "?" + later: "forbidden",
+        path + "?" + query.replace("sig=", "sig=A"): "forbidden",
+        signed_elsewhere: "forbidden",
+        expired: "link_expired",
+    }
+    for url, code in refused.items():
+        for answer in (stack.http.get(stack.base + url, timeout=10), stack.direct.get(url)):
+            body = answer.json() if hasattr(answer, "json") and callable(answer.json) else answer.get_json()
+            assert (answer.status_code, body["error"]["code"]) == (403, code), url
+            assert answer.headers["Content-Type"] == "application/json"
+            assert {name: answer.headers.get(name) for name in MEDIA_SECURITY} == MEDIA_SECURITY
+    assert stack.api_requests == []  # nginx refused them alone
+
+    # Deleting the recording stops its link at once: the file is gone (nginx hands its 404 to the API).
+    Recordings(get_redis(), stack.settings, "biz").delete(Catalog(stack.settings).get("biz", "CA1"))
+    for answer in (stack.http.get(stack.base + link, headers={"Range": "bytes=0-1"}, timeout=10),
+                   stack.direct.get(link)):
+        assert answer.status_code == 404
+    assert stack.http.get(stack.base + link, timeout=10).json()["error"]["code"] == "not_found"
+
+
 def test_access_rules_hold_through_nginx_and_the_media_location_is_internal(stack):
     rel = store_ready(stack.settings, "biz", "CA1", AUDIO, "audio/wav")
     store_ready(stack.settings, "other", "CA2", b"ID3" + bytes(range(256)) * 4, "audio/mpeg")
@@ -264,6 +341,24 @@ def test_access_rules_hold_through_nginx_and_the_media_location_is_internal(stac
     assert pending.status_code == 202
     assert pending.headers["Retry-After"] == "2"
     assert pending.json()["status"] in ("queued", "processing")
+
+
+def test_an_events_stream_through_nginx_gets_each_event_at_once(stack, provider):
+    Catalog(stack.settings).register("biz", "CA7", provider.url("/biz/CA7.wav"), None)
+    own = {"Authorization": f"Bearer {token_for('biz')}"}
+    assert stack.http.post(stack.base + "/api/recordings/CA7/fetch", headers=own, timeout=10).status_code == 202
+    stream = EventStream(stack.base + "/api/recordings/CA7/events", own)
+    try:
+        assert stream.status == 200
+        assert stream.wait_events(1, timeout=5)[0]["status"] == "queued"
+        assert stream.times[0] - stream.opened < 2.0  # not held in a proxy buffer
+        # The next change reaches the client through nginx as soon as it is published.
+        publish(get_redis(), "biz", "CA7", "processing", 1, "", 7)
+        stream.wait_events(2, timeout=5)
+        assert stream.statuses() == ["queued", "processing"]
+        assert not stream.closed.is_set()
+    finally:
+        stream.close()
 
 
 def test_a_twilio_callback_through_nginx_is_checked_against_the_public_url(stack, provider):

@@ -185,7 +185,7 @@ def test_listing_shows_recordings_newest_first_and_downloads_nothing(player, add
     expect(player.row("CA02").locator(".pill")).to_have_text("Not fetched")
     assert provider.requests == {}
     assert provider.total_downloads() == 0
-    assert [r for r in player.requests if "/fetch" in r.url or "/stream" in r.url] == []
+    assert [r for r in player.requests if "/fetch" in r.url or "/stream" in r.url or "/media/" in r.url] == []
 
 
 def test_load_more_pages_with_next_cursor(player, add_recording):
@@ -240,9 +240,10 @@ def test_one_click_plays_by_streaming_the_signed_url(player, add_recording, prov
     player.expect_state("CA01", "playing")
     player.wait_advancing()
     src = player.audio("audio.src")
-    assert re.fullmatch(re.escape(player.base_url) + r"/api/recordings/CA01/stream\?token=[\w.-]+", src), src
+    # The status object's signed media link.
+    assert re.fullmatch(re.escape(player.base_url) + r"/media/acme/CA01-\d+\.wav\?expires=\d+&sig=[\w-]+", src), src
     # The audio element fetched the media itself (never the page: no Blob URL, no whole-file read).
-    media = [r for r in player.requests if "/api/recordings/CA01/stream" in r.url]
+    media = [r for r in player.requests if "/media/acme/CA01-" in r.url]
     assert media and {r.resource_type for r in media} == {"media"}
     assert player.fetch_posts("CA01") == 1
     assert provider.downloads[path] == 1
@@ -357,8 +358,8 @@ def test_seeking_to_7s_of_10s_lands_at_7s_or_later(player, add_recording, worker
     player.wait_audio("!audio.seeking && audio.currentTime >= 7")
     assert 7.0 <= player.audio("audio.currentTime") < 10.0
     player.wait_audio("audio.currentTime > 7.3 && !audio.paused")
-    # The stream endpoint answered Range requests: the audio element's seeking is served by 206s.
-    partial = [r for r in player.responses if "/api/recordings/CA01/stream" in r.url and r.status == 206]
+    # The media link answered Range requests: the audio element's seeking is served by 206s.
+    partial = [r for r in player.responses if "/media/acme/CA01-" in r.url and r.status == 206]
     assert partial, [(r.url, r.status) for r in player.responses]
     assert all(re.fullmatch(r"bytes \d+-\d+/\d+", r.headers["content-range"]) for r in partial)
     assert player.audio("audio.seekable.length") == 1
@@ -400,7 +401,7 @@ def test_controls_and_keys_drive_the_audio(player, add_recording, worker):
 
     download = page.get_by_role("link", name="Download recording")
     href = download.get_attribute("href")
-    assert re.fullmatch(r"/api/recordings/CA01/stream\?token=[\w.-]+&download=1", href), href
+    assert re.fullmatch(r"/media/acme/CA01-\d+\.wav\?expires=\d+&sig=[\w-]+&download=1", href), href
     answer = page.request.get(player.base_url + href)
     assert answer.status == 200
     assert answer.headers["content-disposition"] == 'attachment; filename="CA01.wav"'
@@ -455,7 +456,7 @@ def test_ten_recordings_played_in_a_row_download_each_once_and_play_one_at_a_tim
     for previous, sid in zip([None, *sids], sids, strict=False):
         player.play(sid)
         player.expect_state(sid, "playing")
-        player.wait_audio(f"!audio.paused && audio.currentTime > 0.2 && audio.src.includes('/{sid}/stream')")
+        player.wait_audio(f"!audio.paused && audio.currentTime > 0.2 && audio.src.includes('/{sid}-')")
         states = player.states()
         assert Counter(states.values()) == Counter({"playing": 1, "idle": 9}), states
         if previous:

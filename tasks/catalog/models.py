@@ -7,8 +7,10 @@ reads and writes them); it imports neither.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Float, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -101,6 +103,18 @@ class RecordingRow:
             file_path=rec.file_path, created_at=_utc(rec.created_at),
             ready_at=_utc(rec.ready_at) if rec.ready_at is not None else None,
         )
+
+    @classmethod
+    def from_mapping(cls, found: Mapping[str, Any]) -> RecordingRow:
+        """A row of the recordings table (a Core result's ``_mapping``, or the values just inserted)."""
+        values = {name: found[name] for name in _ROW_FIELDS}
+        values["created_at"] = _utc(values["created_at"])
+        if values["ready_at"] is not None:
+            values["ready_at"] = _utc(values["ready_at"])
+        return cls(**values)
+
+
+_ROW_FIELDS = tuple(f.name for f in fields(RecordingRow))
 
 
 def _utc(value: datetime) -> datetime:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, select, text, update
+from sqlalchemy import Table, bindparam, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -86,6 +86,37 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+#: The recordings table, and the statements the catalog runs, built once (SQLAlchemy Core: each call only binds
+#: its values, and the compiled form is cached by the engine after the first use).
+_T: Table = Recording.__table__  # type: ignore[assignment]  # a declarative class's table is a Table
+_BY_KEY = select(_T).where(_T.c.business_id == bindparam("business_id"), _T.c.call_sid == bindparam("call_sid"))
+_PAGE = select(_T).where(_T.c.business_id == bindparam("business_id")).order_by(_T.c.id.desc()).limit(
+    bindparam("limit"))
+_PAGE_BEFORE = (select(_T).where(_T.c.business_id == bindparam("business_id"), _T.c.id < bindparam("before_id"))
+                .order_by(_T.c.id.desc()).limit(bindparam("limit")))
+_INSERT = insert(_T)
+_SET_MEDIA_URL = (update(_T).where(_T.c.id == bindparam("recording_id"), _T.c.media_url.is_(None))
+                  .values(media_url=bindparam("media_url")))
+_MEDIA_URL = select(_T.c.media_url).where(_T.c.id == bindparam("recording_id"))
+_MARK_WANTED = (update(_T).where(_T.c.id == bindparam("recording_id"), _T.c.state != READY)
+                .values(state=WANTED, error=None))
+_MARK_READY = update(_T).where(_T.c.id == bindparam("recording_id")).values(
+    state=READY, error=None, size_bytes=bindparam("size_bytes"), content_type=bindparam("content_type"),
+    sha256=bindparam("sha256"), file_path=bindparam("file_path"), attempts=bindparam("attempts"),
+    ready_at=bindparam("ready_at"))
+_MARK_FAILED = (update(_T).where(_T.c.id == bindparam("recording_id"), _T.c.state != READY)
+                .values(state=FAILED, error=bindparam("error"), attempts=bindparam("attempts")))
+_MARK_LOST = (update(_T).where(_T.c.id == bindparam("recording_id"))
+              .values(state=WANTED, file_path=None, sha256=None, ready_at=None))
+_DELETE = delete(_T).where(_T.c.id == bindparam("recording_id"))
+_WANTED = (select(_T).where(_T.c.state == WANTED, _T.c.id > bindparam("after_id")).order_by(_T.c.id)
+           .limit(bindparam("limit")))
+
+
+def _row(found: Any) -> RecordingRow:
+    return RecordingRow.from_mapping(found._mapping)
+
+
 class Catalog:
     """Queries over the recordings table; every method is one short transaction."""
 
@@ -93,11 +124,9 @@ class Catalog:
         self.engine = get_engine(settings)
 
     def get(self, business_id: str, call_sid: str) -> RecordingRow | None:
-        with Session(self.engine) as s:
-            rec = s.scalar(
-                select(Recording).where(Recording.business_id == business_id, Recording.call_sid == call_sid)
-            )
-            return RecordingRow.of(rec) if rec else None
+        with self.engine.connect() as conn:
+            found = conn.execute(_BY_KEY, {"business_id": business_id, "call_sid": call_sid}).first()
+        return _row(found) if found is not None else None
 
     def register(
         self, business_id: str, call_sid: str, media_url: str | None, duration_seconds: float | None,
@@ -111,20 +140,22 @@ class Catalog:
         existing = self.get(business_id, call_sid)
         if existing:
             return existing, False
+        values = {"business_id": business_id, "call_sid": call_sid, "provider": provider, "media_url": media_url,
+                  "duration_seconds": duration_seconds, "state": NEW, "attempts": 0, "created_at": utcnow(),
+                  "channel_labels": channel_labels}
         try:
-            with Session(self.engine) as s, s.begin():
-                rec = Recording(business_id=business_id, call_sid=call_sid, provider=provider,
-                                media_url=media_url, duration_seconds=duration_seconds, state=NEW, attempts=0,
-                                channel_labels=channel_labels, created_at=utcnow())
-                s.add(rec)
-                s.flush()
-                row = RecordingRow.of(rec)
-            return row, True
+            with self.engine.begin() as conn:
+                created = conn.execute(_INSERT, values)
+                assert created.inserted_primary_key is not None
+                recording_id = int(created.inserted_primary_key[0])
         except IntegrityError:
             # Lost a race with a concurrent registration of the same recording.
             again = self.get(business_id, call_sid)
             assert again is not None
             return again, False
+        return RecordingRow.from_mapping({
+            **values, "id": recording_id, "error": None, "size_bytes": None, "content_type": None, "sha256": None,
+            "file_path": None, "ready_at": None, "channels": None}), True
 
     def page(self, business_id: str, limit: int, before_id: int | None, *, prefix: str | None = None,
              states: Sequence[str] | None = None, created_from: datetime | None = None,
@@ -148,16 +179,14 @@ class Catalog:
     def set_media_url(self, recording_id: int, media_url: str) -> str:
         """Record the media URL resolved for a recording that had none; returns the URL the row holds (a
         concurrent resolution that won keeps its own)."""
-        with Session(self.engine) as s, s.begin():
-            s.execute(update(Recording).where(Recording.id == recording_id, Recording.media_url.is_(None))
-                      .values(media_url=media_url))
-            held = s.scalar(select(Recording.media_url).where(Recording.id == recording_id))
+        with self.engine.begin() as conn:
+            conn.execute(_SET_MEDIA_URL, {"recording_id": recording_id, "media_url": media_url})
+            held = conn.execute(_MEDIA_URL, {"recording_id": recording_id}).scalar()
         return held or media_url
 
     def mark_wanted(self, recording_id: int) -> None:
-        with Session(self.engine) as s, s.begin():
-            s.execute(update(Recording).where(Recording.id == recording_id, Recording.state != READY)
-                      .values(state=WANTED, error=None))
+        with self.engine.begin() as conn:
+            conn.execute(_MARK_WANTED, {"recording_id": recording_id})
 
     def mark_ready(self, recording_id: int, *, size_bytes: int, content_type: str, sha256: str,
                    file_path: str, attempts: int, duration_seconds: float | None = None,
@@ -201,17 +230,15 @@ class Catalog:
         """Return wanted recordings to ``new`` (their waiting jobs were purged); returns those changed."""
         if not call_sids:
             return ()
-        where = (Recording.business_id == business_id, Recording.call_sid.in_(call_sids),
-                 Recording.state == WANTED)
-        with Session(self.engine) as s, s.begin():
-            changed = tuple(s.scalars(select(Recording.call_sid).where(*where)))
-            s.execute(update(Recording).where(*where).values(state=NEW))
+        where = (_T.c.business_id == business_id, _T.c.call_sid.in_(call_sids), _T.c.state == WANTED)
+        with self.engine.begin() as conn:
+            changed = tuple(conn.execute(select(_T.c.call_sid).where(*where)).scalars())
+            conn.execute(update(_T).where(*where).values(state=NEW))
             return changed
 
     def mark_failed(self, recording_id: int, error: str, attempts: int) -> None:
-        with Session(self.engine) as s, s.begin():
-            s.execute(update(Recording).where(Recording.id == recording_id, Recording.state != READY)
-                      .values(state=FAILED, error=error[:500], attempts=attempts))
+        with self.engine.begin() as conn:
+            conn.execute(_MARK_FAILED, {"recording_id": recording_id, "error": error[:500], "attempts": attempts})
 
     def mark_lost(self, recording_id: int, file_path: str | None, sha256: str | None) -> bool:
         """The store no longer has the file of a ready recording: it must be fetched again.
@@ -239,10 +266,8 @@ class Catalog:
     def wanted(self, limit: int = 500, after_id: int = 0) -> list[RecordingRow]:
         """Recordings someone asked for that are not ready or failed yet (the sweeper re-requests lost ones),
         in id order from ``after_id`` (the last id of the previous page)."""
-        with Session(self.engine) as s:
-            q = (select(Recording).where(Recording.state == WANTED, Recording.id > after_id)
-                 .order_by(Recording.id).limit(limit))
-            return [RecordingRow.of(r) for r in s.scalars(q)]
+        with self.engine.connect() as conn:
+            return [_row(found) for found in conn.execute(_WANTED, {"limit": limit, "after_id": after_id})]
 
     def twilio_account(self, business_id: str) -> str | None:
         """The Twilio account SID ``business_id`` is bound to, or None when it is unbound."""

@@ -27,7 +27,7 @@ from tasks.catalog.models import FAILED, WANTED, RecordingRow
 from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_download
 from tasks.settings import Settings
-from tasks.slots import keys
+from tasks.slots import events, keys
 from tasks.slots.client import now_ms
 from tasks.slots.jobs import RequestMode, finished_ttl_ms, get_job, request_job, settle
 from tasks.slots.scripts import script
@@ -111,6 +111,8 @@ def _settle_failed(client: redis.Redis, catalog: Catalog, business_id: str, call
     job = get_job(client, business_id, call_sid)
     if rec is not None and (job is None or job.recording_id == str(rec.id)):
         catalog.mark_failed(rec.id, job.error if job and job.error else error, job.attempts if job else 0)
+    if job is not None:
+        events.publish(client, business_id, call_sid, "failed", job.attempts, job.error or error, job.fence)
     settle(client, business_id, call_sid)
 
 

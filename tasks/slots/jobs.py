@@ -15,7 +15,7 @@ from typing import Literal
 import redis
 
 from tasks.settings import Settings
-from tasks.slots import keys
+from tasks.slots import events, keys
 from tasks.slots.scripts import script
 
 RequestMode = Literal["fetch", "stream", "force"]
@@ -128,6 +128,11 @@ def finish_job(
         args=[call_sid, fence, outcome, error[:500], retry_task_id, overdue_ms, finished_ttl_ms(settings),
               "1" if reopen else "0"],
     )
+    if reply == "ok" and outcome in ("failed", "retry"):
+        # `ready` is announced by the caller once the result is stored where readers look.
+        attempts = int(client.hget(keys.job(business_id, call_sid), "attempts") or 0)
+        events.publish(client, business_id, call_sid, "failed" if outcome == "failed" else "queued", attempts,
+                       error[:500], fence)
     return bool(reply == "ok")
 
 

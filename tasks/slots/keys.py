@@ -32,6 +32,10 @@ LAYOUT_V2 = f"{PREFIX}:layout-v2"
 #: Finished jobs keep their Redis state this long after the dedup window, for status and debugging.
 JOB_TTL_GRACE_SECONDS = 24 * 3600
 
+#: A recording's fact (its catalog row's hot fields, :mod:`tasks.slots.facts`) lives this long after its last
+#: write; a missing fact only costs one catalog read, which writes it again.
+FACT_TTL_SECONDS = 24 * 3600
+
 
 def tag(business_id: str) -> str:
     return f"{PREFIX}:{{{business_id}}}"
@@ -97,6 +101,17 @@ def job_prefix(business_id: str) -> str:
 def job(business_id: str, call_sid: str) -> str:
     """HASH of one job: status, attempts, fence, task_id, media_url, error, timestamps."""
     return f"{job_prefix(business_id)}{call_sid}"
+
+
+def fact(business_id: str, call_sid: str) -> str:
+    """HASH of one recording's catalog facts the hot paths need: id, created_at, duration_seconds, and once
+    ready file, size_bytes, content_type (:mod:`tasks.slots.facts`)."""
+    return f"{tag(business_id)}:fact:{call_sid}"
+
+
+def events(business_id: str, call_sid: str) -> str:
+    """Pub/sub channel of one job's status changes (:mod:`tasks.slots.events`)."""
+    return f"{tag(business_id)}:events:{call_sid}"
 
 
 def business_keys(business_id: str) -> list[str]:

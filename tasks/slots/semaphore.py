@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import redis
 
 from tasks.settings import Settings
-from tasks.slots import keys
+from tasks.slots import events, keys
 from tasks.slots.client import now_ms
 from tasks.slots.scripts import script
 
@@ -99,6 +99,7 @@ class BusinessSlots:
         )
         kind = reply[0]
         if kind == "slot":
+            events.publish(self.client, self.business_id, call_sid, "processing", int(reply[2]), "", int(reply[1]))
             return Acquired(fence=int(reply[1]), attempts=int(reply[2]))
         if kind == "parked":
             return Parked()

@@ -26,8 +26,9 @@ from tasks.media.local import Written
 from tasks.media.providers import fetch_recording
 from tasks.media.store import Store, media_store
 from tasks.settings import Settings
-from tasks.slots import keys
+from tasks.slots import events, keys
 from tasks.slots.client import get_redis
+from tasks.slots.facts import Fact, write_fact
 from tasks.slots.jobs import finish_job, new_task_id, settle
 from tasks.slots.semaphore import Acquired, BusinessSlots, Parked, slot
 from tasks.worker import held
@@ -169,6 +170,9 @@ class Attempt:
                     self._backfill_peaks(store, catalog, rec, ctx)
             finish_job(client, settings, self.business_id, self.call_sid, got.fence, "ready")
             settle(client, self.business_id, self.call_sid)
+            stored = catalog.get(self.business_id, self.call_sid) or rec  # the peaks may have just been computed
+            _announce_ready(client, stored, got, rec.file_path or "", rec.size_bytes, rec.content_type,
+                            stored.channels, None)
             log.info("already stored, not downloaded again %s", ctx)
             return "ready"
 
@@ -226,6 +230,8 @@ class Attempt:
         settle(client, self.business_id, self.call_sid)
         # A file of an earlier download of this recording under another extension is not kept.
         store.delete_recording(self.business_id, self.call_sid, rec.id, keep=rel)
+        _announce_ready(client, rec, got, rel, written.size_bytes, written.content_type, media.channels,
+                        media.duration_seconds)
         metrics.count_download(client, "ready", state.seconds())
         log.info("ready %s bytes=%s seconds=%.3f", ctx, written.size_bytes, state.seconds())
         return "ready"
@@ -282,6 +288,19 @@ class Attempt:
         metrics.count_download(client, "retried", seconds)
         log.warning("attempt failed, retry in %.1fs %s error=%s", delay, ctx, exc)
         return "retry"
+
+
+def _announce_ready(client: redis.Redis, rec: RecordingRow, got: Acquired, file: str, size_bytes: int | None,
+                    content_type: str | None, channels: int | None, duration_seconds: float | None) -> None:
+    """Once the catalog says ready: the recording's fact (so status and duplicate requests are answered from
+    Redis), then the event its waiting clients get."""
+    duration = rec.duration_seconds if rec.duration_seconds is not None else duration_seconds
+    write_fact(client, rec.business_id, rec.call_sid, Fact(
+        recording_id=rec.id, created_at=rec.created_at.isoformat(),
+        duration_seconds=round(duration, 3) if duration is not None else None, attempts=got.attempts, file=file,
+        size_bytes=size_bytes, content_type=content_type, channels=channels, channel_labels=rec.channel_labels))
+    events.publish(client, rec.business_id, rec.call_sid, "ready", got.attempts, "", got.fence,
+                   {"file": file, "size_bytes": size_bytes, "content_type": content_type, "channels": channels})
 
 
 @dataclass

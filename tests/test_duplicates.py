@@ -1,0 +1,96 @@
+"""Duplicate requests answered from the job registry: no catalog statement once a recording's job (or its stored
+file) is known in Redis, counted by a listener on the catalog's engine; ownership checked all the same."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event
+
+from tasks.catalog.queries import get_engine
+from tasks.slots import keys
+from tests.conftest import run_threads
+from tests.media import make_ready
+
+
+@pytest.fixture
+def statements(settings):
+    """How many SQL statements the catalog's engine runs (``statements[0]``) from here on."""
+    engine = get_engine(settings)
+    seen = [0]
+
+    def count(*args):
+        seen[0] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    yield seen
+    event.remove(engine, "before_cursor_execute", count)
+
+
+def test_duplicate_fetches_and_statuses_of_a_queued_recording_read_no_catalog(app, api_for, provider, rclient,
+                                                                             statements):
+    api = api_for("biz")
+    assert api.register("CA1", provider.url("/biz/CA1.wav")).status_code == 201
+    first = api.fetch("CA1")
+    assert first.status_code == 202
+    task_id = rclient.hget(keys.job("biz", "CA1"), "task_id")
+    statements[0] = 0
+
+    def duplicate(i: int):
+        client = app.test_client()
+        headers = api.headers
+        answer = client.post("/api/recordings/CA1/fetch", headers=headers)
+        status = client.get("/api/recordings/CA1", headers=headers)
+        return answer.status_code, answer.headers["Retry-After"], answer.get_json(), status.get_json()
+
+    answers = run_threads(40, duplicate)
+    assert statements[0] == 0
+    assert {(code, retry) for code, retry, _, _ in answers} == {(202, "2")}
+    assert all(body == first.get_json() for _, _, body, _ in answers)
+    assert all(status == first.get_json() for _, _, _, status in answers)
+    assert first.get_json()["status"] == "queued"
+    # Still the one job and the one message.
+    assert rclient.hget(keys.job("biz", "CA1"), "task_id") == task_id
+    assert rclient.llen("recplay") == 1  # the broker queue (celeryconfig.task_default_queue)
+
+
+def test_another_business_never_sees_the_job_of_a_call_sid_it_does_not_own(api_for, provider, rclient,
+                                                                          statements):
+    owner, other = api_for("biz"), api_for("other")
+    owner.register("CA1", provider.url("/biz/CA1.wav"))
+    assert owner.fetch("CA1").status_code == 202
+    for answer in (other.fetch("CA1"), other.status("CA1")):
+        assert (answer.status_code, answer.get_json()["error"]["code"]) == (404, "not_found")
+    # Its own recording of the same call_sid is its own job, with its own fact.
+    other.register("CA1", provider.url("/other/CA1.wav"))
+    assert other.fetch("CA1").status_code == 202
+    assert rclient.hget(keys.job("other", "CA1"), "recording_id") != rclient.hget(keys.job("biz", "CA1"),
+                                                                                  "recording_id")
+    assert rclient.hget(keys.fact("other", "CA1"), "id") == rclient.hget(keys.job("other", "CA1"), "recording_id")
+
+
+def test_a_ready_recording_is_answered_from_redis_and_a_deleted_one_is_not(api_for, statements):
+    api = api_for("biz")
+    make_ready("biz", "CA2", b"ID3" + bytes(1000))
+    assert api.fetch("CA2").status_code == 200  # the catalog is read once, and the fact kept
+    statements[0] = 0
+    again = api.fetch("CA2")
+    assert statements[0] == 0
+    body = again.get_json()
+    assert (again.status_code, body["status"], body["size_bytes"]) == (200, "ready", 1003)
+    assert api.client.get(body["stream_url"]).data == b"ID3" + bytes(1000)
+    assert api.client.delete("/api/recordings/CA2", headers=api.headers).status_code == 204
+    assert api.fetch("CA2").status_code == 404
+
+
+def test_a_new_or_failed_recording_is_the_catalogs_to_answer(api_for, provider, rclient, statements):
+    api = api_for("biz")
+    api.register("CA3", provider.url("/biz/CA3.wav"))
+    statements[0] = 0
+    assert api.status("CA3").get_json()["status"] == "new"
+    assert statements[0] > 0  # no job: the catalog says `new`
+    api.fetch("CA3")
+    rclient.hset(keys.job("biz", "CA3"), mapping={"status": "failed", "error": "provider said 404"})
+    statements[0] = 0
+    body = api.status("CA3").get_json()
+    assert (body["status"], body["error"]) == ("failed", "provider said 404")
+    assert statements[0] > 0
