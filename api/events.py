@@ -51,6 +51,8 @@ def events(call_sid: str) -> Response:
         sub.__exit__(None, None, None)
         raise
     response = Response(stream_with_context(_stream(recs, sub, first, job)), mimetype="text/event-stream")
+    # Unsubscribed when the server closes the response, even if it never started sending it.
+    response.call_on_close(lambda: sub.__exit__(None, None, None))
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"  # nginx passes each event on at once
     return response
@@ -66,7 +68,7 @@ def _event(recs: Recordings, status: Status) -> bytes:
 
 
 def _stream(recs: Recordings, sub: Subscription, first: Status, job: Job | None) -> Iterator[bytes]:
-    with sub:
+    try:
         yield _event(recs, first)
         if first.status in FINAL:
             return
@@ -89,6 +91,8 @@ def _stream(recs: Recordings, sub: Subscription, first: Status, job: Job | None)
             yield _event(recs, status)
             if status.status in FINAL:
                 return
+    finally:
+        sub.__exit__(None, None, None)
 
 
 def _changed(recs: Recordings, base: Status, message: dict[str, Any]) -> tuple[Status, tuple[int, int]] | None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import socket
 import threading
 import time
 from typing import Any
@@ -19,6 +21,7 @@ class EventStream:
         parts = urlsplit(url)
         self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
         self.conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers)
+        self.sock = self.conn.sock  # http.client lets go of it once the answer says the connection will close
         self.opened = time.monotonic()
         self.response = self.conn.getresponse()
         self.status = self.response.status
@@ -83,4 +86,8 @@ class EventStream:
         self.wait(lambda s: s.closed.is_set(), timeout, "the server to end the stream")
 
     def close(self) -> None:
+        """Go away: the connection really closes (the response's reader would keep the socket open)."""
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
         self.conn.close()

@@ -18,7 +18,8 @@ import requests
 from werkzeug.serving import make_server
 
 from api import events as events_module
-from tasks.slots.events import publish
+from tasks.slots.client import get_redis
+from tasks.slots.events import hub_for, publish
 from tests.conftest import ROOT, free_port, token_for, wait_for
 from tests.provider import make_wav
 from tests.sse import EventStream
@@ -137,6 +138,16 @@ def test_a_quiet_stream_gets_heartbeats_and_ends_at_its_longest(server, provider
         assert 1.4 <= time.monotonic() - stream.opened <= 5
     finally:
         stream.close()
+    hub = hub_for(get_redis())
+    wait_for(lambda: not hub.waiters, 5, "the ended stream to unsubscribe")
+    # A client that goes away unsubscribes too (at the next heartbeat, which finds the connection closed), long
+    # before its stream would end.
+    monkeypatch.setattr(events_module, "MAX_STREAM_SECONDS", 60.0)
+    gone = EventStream(f"{server}/api/recordings/CA4/events", auth("biz"))
+    gone.wait_events(1, timeout=5)
+    assert hub.waiters
+    gone.close()
+    wait_for(lambda: not hub.waiters, 5, "the stream of a client that went away to unsubscribe")
 
 
 def test_deleting_the_recording_ends_its_streams(server, provider):
