@@ -162,7 +162,8 @@ def test_delete_racing_a_download_again_under_another_extension_leaves_no_file(l
         first = local_race.api.wait_status(call_sid, {"ready", "failed"}, 30)
         assert first["content_type"] == "audio/wav"
         rec = catalog.get("biz", call_sid)
-        assert rec is not None and media_files(settings, "biz") == [f"{call_sid}-{rec.id}.wav"]
+        assert rec is not None and media_files(settings, "biz") == [f"{call_sid}-{rec.id}.wav",
+                                                                    f"{call_sid}-{rec.id}.wav.peaks"]
         # When it is downloaded again, as an mp3 (what the stream endpoint does when the store says it lost a
         # file: mark it lost, request it again)
         local_race.provider.behaviours[f"/biz/{call_sid}"].gate = gate = threading.Event()
@@ -174,7 +175,7 @@ def test_delete_racing_a_download_again_under_another_extension_leaves_no_file(l
             gate.set()
             assert local_race.api.wait_status(call_sid, {"ready", "failed"}, 30)["content_type"] == "audio/mpeg"
             # Then the wav is not kept beside the mp3
-            assert media_files(settings, "biz") == [f"{call_sid}-{rec.id}.mp3"]
+            assert media_files(settings, "biz") == [f"{call_sid}-{rec.id}.mp3", f"{call_sid}-{rec.id}.mp3.peaks"]
             assert local_race.delete(call_sid).status_code == 204
         elif how == "together":
             local_race.together(call_sid, gate)

@@ -70,7 +70,7 @@ def test_a_result_that_cannot_be_recorded_or_stored_leaves_nothing_behind(api_fo
     api.fetch("CA1")
     assert api.wait_status("CA1", {"ready", "failed"}, 30)["content_type"] == "audio/mpeg"
     rec = Catalog(settings).get("biz", "CA1")
-    assert rec is not None and media_files(settings, "biz") == [f"CA1-{rec.id}.mp3"]
+    assert rec is not None and media_files(settings, "biz") == [f"CA1-{rec.id}.mp3", f"CA1-{rec.id}.mp3.peaks"]
 
     # Given a second recording whose file cannot be put in place (a directory holds its name)
     api.register("CA2", provider.add("/biz/b.wav", body=WAV))
@@ -83,7 +83,7 @@ def test_a_result_that_cannot_be_recorded_or_stored_leaves_nothing_behind(api_fo
     cannot = api.wait_status("CA2", {"ready", "failed"}, 30)
     assert cannot["status"] == "failed" and "internal error" in cannot["error"]
     # Then its temporary file is gone too
-    assert media_files(settings, "biz") == sorted([f"CA1-{rec.id}.mp3", blocker.name])
+    assert media_files(settings, "biz") == sorted([f"CA1-{rec.id}.mp3", f"CA1-{rec.id}.mp3.peaks", blocker.name])
     assert_quiescent()
 
 
