@@ -167,7 +167,7 @@ def test_links_name_only_what_the_local_store_writes():
 
 
 def test_every_stored_extension_has_one_type_and_nginx_declares_the_same_table():
-    assert MEDIA_TYPES == {media.extension: media.content_type for media in FORMATS.values()}
+    assert {media.extension: media.content_type for media in FORMATS.values()} == MEDIA_TYPES
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
     tables = [{ext: kind for kind, ext in (line.strip().rstrip(";").split() for line in block.strip().splitlines())}
               for block in re.findall(r"types \{([^}]*)\}", conf) if block.strip()]
