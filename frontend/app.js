@@ -2,10 +2,11 @@
  * The recplay web player: lists a business's recordings and plays one at a time.
  *
  * Nothing is fetched from the provider until a person presses play: a click POSTs `fetch`, the page polls the
- * status with backoff (poll.js), and once the recording is ready the audio element streams its signed URL.
+ * status with backoff (poll.js), and once the recording is ready the audio element streams its signed URL and
+ * the waveform's peaks are fetched.
  */
 
-import { ApiError, businessFromToken, createApi, tokenFromHash } from './api.js';
+import { ApiError, businessFromToken, createApi, fetchPeaks, tokenFromHash } from './api.js';
 import { failureReason } from './labels.js';
 import { createRow, updateRow } from './list.js';
 import { Player } from './player.js';
@@ -46,6 +47,10 @@ let preparing = null;
 let selectedSid = null;
 /** When each recording's stream URL was last re-signed after a media error. */
 const lastRecovery = new Map();
+/** The peaks being fetched for the dock: `{sid, url, abort}`. */
+let peaksLoad = null;
+/** Peaks URLs that failed, not tried again (a fresh status brings a freshly signed URL). */
+const failedPeaksUrls = new Set();
 
 function localStore() {
   try {
@@ -97,6 +102,7 @@ function hideNotice() {
 
 function showUnauthorized() {
   cancelPreparing();
+  cancelPeaks();
   if (selectedSid) setState(selectedSid, 'idle');
   selectedSid = null;
   player.close();
@@ -110,9 +116,11 @@ function showUnauthorized() {
 
 function start() {
   cancelPreparing();
+  cancelPeaks();
   player.close();
   selectedSid = null;
   lastRecovery.clear();
+  failedPeaksUrls.clear();
   dom.list.replaceChildren();
   hideNotice();
 
@@ -153,6 +161,7 @@ async function loadPage({ moveFocus }) {
       const row = createRow(status);
       current.rows.set(status.call_sid, row);
       added.push(row);
+      offerPeaks(status.call_sid, status);
     }
     dom.list.append(...added);
     current.nextCursor = nextCursor;
@@ -216,6 +225,7 @@ async function prepareAndPlay(sid) {
     setState(selectedSid, 'idle');
   }
   selectedSid = sid;
+  cancelPeaks();
   const abort = new AbortController();
   preparing = { sid, abort };
   const { signal } = abort;
@@ -238,6 +248,7 @@ async function prepareAndPlay(sid) {
     preparing = null;
     if (status?.status === 'ready' && status.stream_url) {
       player.load({ sid, streamUrl: status.stream_url, durationSeconds: status.duration_seconds ?? null });
+      offerPeaks(sid, status);
       await player.play();
     } else {
       fail(sid, failureReason(status));
@@ -254,6 +265,7 @@ function fail(sid, reason) {
   setState(sid, 'error', { reason });
   if (selectedSid === sid) {
     selectedSid = null;
+    cancelPeaks();
     player.close();
   }
   announce(`Recording ${sid} cannot be played. ${reason}`);
@@ -296,6 +308,7 @@ async function onMediaError(sid, mediaError) {
       return;
     }
     player.load({ sid, streamUrl: status.stream_url, durationSeconds: status.duration_seconds ?? null, resumeAt });
+    offerPeaks(sid, status);
     if (wasPlaying) await player.play();
   } catch (error) {
     handleRecordingError(sid, error);
@@ -305,11 +318,48 @@ async function onMediaError(sid, mediaError) {
 async function freshStreamUrl(sid) {
   try {
     const { status } = await view.api.getStatus(sid);
+    offerPeaks(sid, status);
     return status?.status === 'ready' ? status.stream_url ?? null : null;
   } catch (error) {
     handleRecordingError(sid, error);
     return null;
   }
+}
+
+// ---- the waveform --------------------------------------------------------------------------------------
+
+/**
+ * A status of `sid` arrived (from the list, a poll, an event...): when it is the recording in the dock and the
+ * waveform is missing, fetch its peaks. A status without `peaks_url` (not computed yet) leaves the dock without
+ * a waveform until the next status.
+ */
+function offerPeaks(sid, status) {
+  const url = status?.peaks_url;
+  if (!sid || sid !== player.loadedSid || player.hasPeaksFor(sid)) return;
+  if (typeof url !== 'string' || !url || failedPeaksUrls.has(url)) return;
+  if (peaksLoad?.sid === sid) return; // already on its way
+  cancelPeaks();
+  const abort = new AbortController();
+  const load = { sid, url, abort };
+  peaksLoad = load;
+  const channels = Array.isArray(status.channels) ? status.channels : null;
+  fetchPeaks(url, { signal: abort.signal })
+    .then((peaks) => {
+      if (peaksLoad === load) player.setPeaks(sid, peaks, channels);
+    })
+    .catch((error) => {
+      if (abort.signal.aborted) return;
+      failedPeaksUrls.add(url);
+      console.warn(`No waveform for ${sid}: ${error?.message ?? error}`);
+    })
+    .finally(() => {
+      if (peaksLoad === load) peaksLoad = null;
+    });
+}
+
+function cancelPeaks() {
+  peaksLoad?.abort.abort();
+  peaksLoad = null;
 }
 
 window.addEventListener('hashchange', start);
