@@ -1,9 +1,9 @@
 /**
  * The recplay web player: lists a business's recordings and plays one at a time.
  *
- * Nothing is fetched from the provider until a person presses play: a click POSTs `fetch`, the page polls the
- * status with backoff (poll.js), and once the recording is ready the audio element streams its signed URL and
- * the waveform's peaks are fetched.
+ * Nothing is fetched from the provider until a person presses play: a click POSTs `fetch`, the page follows
+ * the recording's pushed statuses (events.js) or, when they cannot be read, polls with backoff (poll.js), and
+ * once the recording is ready the audio element streams its signed URL and the waveform's peaks are fetched.
  */
 
 import { ApiError, businessFromToken, createApi, fetchPeaks, tokenFromHash } from './api.js';
@@ -236,6 +236,7 @@ async function prepareAndPlay(sid) {
   try {
     const status = await waitUntilReady({
       start: () => current.api.requestMedia(sid, { signal }),
+      follow: async ({ onStatus }) => (await current.api.followStatus(sid, { signal, onStatus })).status,
       fetchStatus: () => current.api.getStatus(sid, { signal }),
       sleep: abortableSleep,
       signal,
