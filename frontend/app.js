@@ -1,5 +1,6 @@
 /**
- * The recplay web player: lists a business's recordings and plays one at a time.
+ * The recplay web player: lists a business's recordings, filtered as the URL fragment says, and plays one at
+ * a time.
  *
  * Nothing is fetched from the provider until a person presses play: a click POSTs `fetch`, the page follows
  * the recording's pushed statuses (events.js) or, when they cannot be read, polls with backoff (poll.js), and
@@ -7,7 +8,17 @@
  */
 
 import { ApiError, businessFromToken, createApi, fetchPeaks, tokenFromHash } from './api.js';
-import { failureReason } from './labels.js';
+import {
+  FILTER_STATUSES,
+  NO_FILTERS,
+  filterProblem,
+  filtersFromHash,
+  hasFilters,
+  hashWithFilters,
+  normalizeFilters,
+  sameFilters,
+} from './filters.js';
+import { failureReason, statusLabel } from './labels.js';
 import { createRow, updateRow } from './list.js';
 import { Player } from './player.js';
 import { abortableSleep, waitUntilReady } from './poll.js';
@@ -35,11 +46,23 @@ const dom = {
   list: byId('recordings'),
   skeleton: byId('list-skeleton'),
   empty: byId('empty'),
+  emptyFiltered: byId('empty-filtered'),
+  emptyClear: byId('empty-clear'),
   more: byId('load-more'),
   announcer: byId('announcer'),
+  filters: byId('filters'),
+  filterQ: byId('filter-q'),
+  filterStatus: byId('filter-status'),
+  filterFrom: byId('filter-from'),
+  filterTo: byId('filter-to'),
+  filterClear: byId('filter-clear'),
+  filterError: byId('filter-error'),
 };
 
-/** The signed-in view: one token, its API client and the rows shown. Replaced when the fragment changes. */
+/**
+ * The signed-in view: one token, its API client and the list shown (`listing`). Replaced when the token in the
+ * fragment changes; a change of filters only replaces the listing.
+ */
 let view = null;
 /** The recording being prepared (POST fetch and polling), with the controller that cancels it. */
 let preparing = null;
@@ -68,7 +91,7 @@ const player = new Player(byId('player'), {
 });
 
 function rowOf(sid) {
-  return view?.rows.get(sid) ?? null;
+  return view?.listing.rows.get(sid) ?? null;
 }
 
 function setState(sid, state, change = {}) {
@@ -86,11 +109,12 @@ function announce(text) {
 
 // ---- notices -------------------------------------------------------------------------------------------
 
-function showNotice(title, text, action = null) {
+function showNotice(title, text, action = null, actionLabel = 'Try again') {
   dom.noticeTitle.textContent = title;
   dom.noticeText.textContent = text;
   dom.noticeAction.hidden = !action;
   dom.noticeAction.onclick = action;
+  dom.noticeAction.textContent = actionLabel;
   dom.notice.setAttribute('role', 'alert');
   dom.notice.hidden = false;
 }
@@ -114,6 +138,10 @@ function showUnauthorized() {
 
 // ---- the list ------------------------------------------------------------------------------------------
 
+function newListing(filters) {
+  return { filters, rows: new Map(), nextCursor: null, loading: false, loaded: false, abort: new AbortController() };
+}
+
 function start() {
   cancelPreparing();
   cancelPeaks();
@@ -121,6 +149,7 @@ function start() {
   selectedSid = null;
   lastRecovery.clear();
   failedPeaksUrls.clear();
+  view?.listing.abort.abort();
   dom.list.replaceChildren();
   hideNotice();
 
@@ -135,54 +164,183 @@ function start() {
     );
     return;
   }
-  view = { api: createApi({ token }), rows: new Map(), nextCursor: null, loading: false, loaded: false };
+  const filters = filtersFromHash(window.location.hash);
+  view = { token, api: createApi({ token }), listing: newListing(filters) };
   const business = businessFromToken(token);
   dom.business.textContent = business ?? '';
   dom.business.hidden = !business;
   dom.section.hidden = false;
+  fillFilterForm(filters);
   loadPage({ moveFocus: false });
 }
 
-async function loadPage({ moveFocus }) {
+/** Show another list (new filters): the dock keeps playing, whether or not its recording is in the new list. */
+function reloadList(filters, { announceResult = false } = {}) {
+  if (!view) return;
+  view.listing.abort.abort();
+  view.listing = newListing(filters);
+  dom.list.replaceChildren();
+  dom.empty.hidden = true;
+  dom.emptyFiltered.hidden = true;
+  dom.more.hidden = true;
+  hideNotice();
+  loadPage({ moveFocus: false, announceResult });
+}
+
+/** The state a row of the recording in the dock shows when it is (re)created. */
+function selectedRowState(sid) {
+  if (preparing?.sid === sid) return 'preparing';
+  if (player.loadedSid === sid) return player.audio.paused ? 'paused' : 'playing';
+  return null;
+}
+
+async function loadPage({ moveFocus, announceResult = false }) {
   const current = view;
-  if (!current || current.loading) return;
-  current.loading = true;
+  const listing = current?.listing;
+  if (!listing || listing.loading) return;
+  const isCurrent = () => view === current && current.listing === listing;
+  listing.loading = true;
   dom.list.setAttribute('aria-busy', 'true');
   dom.more.disabled = true;
   dom.more.textContent = 'Loading…';
-  dom.skeleton.hidden = current.loaded;
+  dom.skeleton.hidden = listing.loaded;
   try {
-    const { items, nextCursor } = await current.api.listRecordings({ cursor: current.nextCursor, limit: PAGE_SIZE });
-    if (current !== view) return;
+    const { items, nextCursor } = await current.api.listRecordings({
+      cursor: listing.nextCursor,
+      limit: PAGE_SIZE,
+      filters: listing.filters,
+      signal: listing.abort.signal,
+    });
+    if (!isCurrent()) return;
     hideNotice();
     const added = [];
     for (const status of items) {
-      if (!status?.call_sid || current.rows.has(status.call_sid)) continue;
+      if (!status?.call_sid || listing.rows.has(status.call_sid)) continue;
       const row = createRow(status);
-      current.rows.set(status.call_sid, row);
+      const state = status.call_sid === selectedSid ? selectedRowState(status.call_sid) : null;
+      if (state) updateRow(row, { state });
+      listing.rows.set(status.call_sid, row);
       added.push(row);
       offerPeaks(status.call_sid, status);
     }
     dom.list.append(...added);
-    current.nextCursor = nextCursor;
-    current.loaded = true;
+    listing.nextCursor = nextCursor;
+    listing.loaded = true;
     if (moveFocus && added.length) added[0].querySelector('[data-action="play"]').focus();
     if (moveFocus) announce(`${added.length} more recordings`);
+    else if (announceResult) announce(resultSentence(listing));
   } catch (error) {
-    if (current !== view) return;
+    if (!isCurrent()) return;
     if (error instanceof ApiError && error.isUnauthorized) showUnauthorized();
-    else showNotice('Recordings could not be loaded', error.message, () => loadPage({ moveFocus: false }));
+    else if (error instanceof ApiError && error.httpStatus === 400 && hasFilters(listing.filters)) {
+      showNotice('These filters cannot be used', error.message, () => clearFilters(), 'Clear filters');
+    } else showNotice('Recordings could not be loaded', error.message, () => loadPage({ moveFocus: false }));
   } finally {
-    if (current === view) {
-      current.loading = false;
+    if (isCurrent()) {
+      const filtered = hasFilters(listing.filters);
+      const none = listing.loaded && listing.rows.size === 0;
+      listing.loading = false;
       dom.list.setAttribute('aria-busy', 'false');
       dom.skeleton.hidden = true;
-      dom.empty.hidden = !current.loaded || current.rows.size > 0;
-      dom.more.hidden = !current.nextCursor;
+      dom.empty.hidden = !none || filtered;
+      dom.emptyFiltered.hidden = !none || !filtered;
+      dom.more.hidden = !listing.nextCursor;
       dom.more.disabled = false;
       dom.more.textContent = 'Load more';
     }
   }
+}
+
+function resultSentence(listing) {
+  const count = listing.rows.size;
+  if (count === 0) return hasFilters(listing.filters) ? 'No recordings match these filters.' : 'No recordings yet.';
+  const noun = count === 1 ? 'recording' : 'recordings';
+  return listing.nextCursor ? `${count} ${noun} shown, more with Load more` : `${count} ${noun}`;
+}
+
+// ---- finding a recording -------------------------------------------------------------------------------
+
+for (const status of FILTER_STATUSES) {
+  const option = document.createElement('option');
+  option.value = status;
+  option.textContent = statusLabel(status);
+  dom.filterStatus.append(option);
+}
+
+function fillFilterForm(filters) {
+  dom.filterQ.value = filters.q;
+  dom.filterStatus.value = filters.status;
+  dom.filterFrom.value = filters.from;
+  dom.filterTo.value = filters.to;
+  showFilterProblem(null);
+}
+
+function readFilterForm() {
+  return normalizeFilters({
+    q: dom.filterQ.value,
+    status: dom.filterStatus.value,
+    from: dom.filterFrom.value,
+    to: dom.filterTo.value,
+  });
+}
+
+function showFilterProblem(problem) {
+  dom.filterError.textContent = problem?.message ?? '';
+  for (const input of [dom.filterFrom, dom.filterTo]) input.removeAttribute('aria-invalid');
+  if (problem) {
+    const field = problem.field === 'to' ? dom.filterTo : dom.filterFrom;
+    field.setAttribute('aria-invalid', 'true');
+    field.focus();
+  }
+}
+
+/** Show the list for these filters and keep them in the fragment (a new history entry: Back undoes it). */
+function applyFilters(filters) {
+  if (!view) return;
+  const hash = hashWithFilters(window.location.hash, filters);
+  if (hash !== window.location.hash) window.history.pushState(null, '', hash);
+  fillFilterForm(filters);
+  reloadList(filters, { announceResult: true });
+}
+
+function clearFilters() {
+  applyFilters(NO_FILTERS);
+}
+
+dom.filters.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const filters = readFilterForm();
+  const problem = filterProblem(filters);
+  if (problem) {
+    showFilterProblem(problem);
+    return;
+  }
+  applyFilters(filters);
+});
+
+dom.filterClear.addEventListener('click', () => {
+  const applied = view ? hasFilters(view.listing.filters) : false;
+  fillFilterForm(NO_FILTERS);
+  if (applied) clearFilters();
+  dom.filterQ.focus();
+});
+
+dom.emptyClear.addEventListener('click', () => {
+  clearFilters();
+  dom.filterQ.focus();
+});
+
+/** The fragment changed (Back, Forward, a pasted link): a new token starts over, new filters reload the list. */
+function onLocationChange() {
+  const token = tokenFromHash(window.location.hash);
+  if (!view || token !== view.token) {
+    start();
+    return;
+  }
+  const filters = filtersFromHash(window.location.hash);
+  if (sameFilters(filters, view.listing.filters)) return;
+  fillFilterForm(filters);
+  reloadList(filters, { announceResult: true });
 }
 
 dom.more.addEventListener('click', () => loadPage({ moveFocus: true }));
@@ -363,5 +521,6 @@ function cancelPeaks() {
   peaksLoad = null;
 }
 
-window.addEventListener('hashchange', start);
+window.addEventListener('hashchange', onLocationChange);
+window.addEventListener('popstate', onLocationChange);
 start();
