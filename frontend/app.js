@@ -28,6 +28,9 @@ const PAGE_SIZE = 50;
 /** A media error is repaired by re-signing the stream URL at most once in this many milliseconds. */
 const MEDIA_RECOVERY_INTERVAL_MS = 60_000;
 
+/** When a recording plays before its peaks are computed, its status is asked again after these waits. */
+const PEAKS_RECHECK_MS = Object.freeze([3_000, 10_000, 30_000]);
+
 const PROGRESS_MESSAGES = Object.freeze({
   new: 'Preparing…',
   queued: 'Queued: waiting for a download slot…',
@@ -72,6 +75,8 @@ let selectedSid = null;
 const lastRecovery = new Map();
 /** The peaks being fetched for the dock: `{sid, url, abort}`. */
 let peaksLoad = null;
+/** Cancels the status checks that wait for the dock's peaks to be computed. */
+let peaksRecheck = null;
 /** Peaks URLs that failed, not tried again (a fresh status brings a freshly signed URL). */
 const failedPeaksUrls = new Set();
 
@@ -407,7 +412,7 @@ async function prepareAndPlay(sid) {
     preparing = null;
     if (status?.status === 'ready' && status.stream_url) {
       player.load({ sid, streamUrl: status.stream_url, durationSeconds: status.duration_seconds ?? null });
-      offerPeaks(sid, status);
+      watchPeaks(sid, status);
       await player.play();
     } else {
       fail(sid, failureReason(status));
@@ -488,16 +493,16 @@ async function freshStreamUrl(sid) {
 // ---- the waveform --------------------------------------------------------------------------------------
 
 /**
- * A status of `sid` arrived (from the list, a poll, an event...): when it is the recording in the dock and the
- * waveform is missing, fetch its peaks. A status without `peaks_url` (not computed yet) leaves the dock without
- * a waveform until the next status.
+ * A status of `sid` arrived (from the list, a poll, an event, a recheck...): when it is the recording in the dock
+ * and the waveform is missing, fetch its peaks. A status without `peaks_url` (not computed yet) leaves the dock
+ * without a waveform until the next status.
  */
 function offerPeaks(sid, status) {
   const url = status?.peaks_url;
   if (!sid || sid !== player.loadedSid || player.hasPeaksFor(sid)) return;
   if (typeof url !== 'string' || !url || failedPeaksUrls.has(url)) return;
   if (peaksLoad?.sid === sid) return; // already on its way
-  cancelPeaks();
+  peaksLoad?.abort.abort();
   const abort = new AbortController();
   const load = { sid, url, abort };
   peaksLoad = load;
@@ -516,9 +521,37 @@ function offerPeaks(sid, status) {
     });
 }
 
+/**
+ * The recording just loaded in the dock: fetch its peaks, or, when they are not computed yet, ask for its status
+ * a few more times ({@link PEAKS_RECHECK_MS}) so the waveform still appears while it plays.
+ */
+function watchPeaks(sid, status) {
+  offerPeaks(sid, status);
+  if (status?.peaks_url || player.hasPeaksFor(sid)) return;
+  peaksRecheck?.abort();
+  const abort = new AbortController();
+  peaksRecheck = abort;
+  const current = view;
+  (async () => {
+    for (const ms of PEAKS_RECHECK_MS) {
+      await abortableSleep(ms, abort.signal);
+      if (view !== current || player.loadedSid !== sid || player.hasPeaksFor(sid)) return;
+      const { status: latest } = await current.api.getStatus(sid, { signal: abort.signal });
+      offerPeaks(sid, latest);
+      if (latest?.peaks_url) return;
+    }
+  })()
+    .catch(() => {}) // cancelled, or the request failed: the waveform is an extra, the next status may bring it
+    .finally(() => {
+      if (peaksRecheck === abort) peaksRecheck = null;
+    });
+}
+
 function cancelPeaks() {
   peaksLoad?.abort.abort();
   peaksLoad = null;
+  peaksRecheck?.abort();
+  peaksRecheck = null;
 }
 
 window.addEventListener('hashchange', onLocationChange);
