@@ -11,8 +11,8 @@
 import { downloadUrl } from './api.js';
 import { keyAction, keyBelongsToControl } from './keys.js';
 import { RATES, formatRate, loadRate, loadSkipSilence, saveRate, saveSkipSilence, stepRate } from './prefs.js';
-import { findSilences, skipTarget } from './silence.js';
-import { bufferedSegments, clampTime, formatTime, knownDuration } from './time.js';
+import { findSilences, skipTarget, skippableSeconds } from './silence.js';
+import { bufferedSegments, clampTime, formatTime, knownDuration, spokenDuration } from './time.js';
 import { Waveform } from './waveform.js';
 
 /** A download link older than this is re-signed before it is followed (stream tokens are short-lived). */
@@ -259,6 +259,7 @@ export class Player {
     document.body.classList.add('has-waveform');
     this.waveform.setPeaks(peaks, channels);
     this.waveform.setSilences(this.silences, this.skipSilence);
+    this.renderSkipSilence();
     return true;
   }
 
@@ -274,6 +275,7 @@ export class Player {
     this.waveform.clear();
     this.root.dataset.waveform = 'false';
     document.body.classList.remove('has-waveform');
+    this.renderSkipSilence();
   }
 
   toggleSkipSilence() {
@@ -318,7 +320,9 @@ export class Player {
   renderSkipSilence() {
     const on = this.skipSilence;
     this.skipButton.setAttribute('aria-pressed', String(on));
-    this.skipButton.title = on ? 'Skip silence is on: silences over 2 s are skipped (S)' : 'Skip silences over 2 s (S)';
+    const saved = this.peaksSid ? skippableSeconds(this.silences) : 0;
+    const saving = saved >= 1 ? `; in this recording, ${spokenDuration(saved)}` : '';
+    this.skipButton.title = `${on ? 'Skip silence is on' : 'Skip silence'}: jumps over silences longer than 2 s${saving} (S)`;
     this.root.dataset.skipSilence = String(on);
   }
 
