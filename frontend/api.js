@@ -5,6 +5,10 @@
  * and goes out only in the `Authorization` header. `fetch` is injected, so this module runs in unit tests.
  */
 
+import { followEvents } from './events.js';
+import { filterParams } from './filters.js';
+import { MAX_PEAKS_BYTES, parsePeaks } from './peaks.js';
+
 /** Raised when the API answers an error, or cannot be reached (`httpStatus` 0). */
 export class ApiError extends Error {
   /**
@@ -126,10 +130,11 @@ export function createApi({ token, base = globalThis.document?.baseURI, fetchImp
   const recordingPath = (callSid) => `api/recordings/${encodeURIComponent(callSid)}`;
 
   return {
-    /** One page of recordings, newest first: `{items, next_cursor}`. */
-    async listRecordings({ cursor = null, limit = 50, signal } = {}) {
+    /** One page of recordings, newest first, matching `filters` (filters.js): `{items, nextCursor}`. */
+    async listRecordings({ cursor = null, limit = 50, filters = null, signal } = {}) {
       const query = new URLSearchParams({ limit: String(limit) });
       if (cursor) query.set('cursor', cursor);
+      for (const [name, value] of filterParams(filters)) query.set(name, value);
       const { body } = await request('GET', `api/recordings?${query}`, { signal });
       return { items: Array.isArray(body?.items) ? body.items : [], nextCursor: body?.next_cursor ?? null };
     },
@@ -145,5 +150,48 @@ export function createApi({ token, base = globalThis.document?.baseURI, fetchImp
       const { body, retryAfter } = await request('POST', `${recordingPath(callSid)}/fetch`, { signal });
       return { status: body, retryAfter };
     },
+
+    /**
+     * Follow a recording's pushed statuses (events.js) until a final one, telling `onStatus` each of them.
+     * Resolves to `{action, reason, status}`: `action` is `done`, or `poll` when the caller should fall back
+     * to polling. A refused token rejects with an unauthorized ApiError, as the other calls do.
+     */
+    async followStatus(callSid, { signal, onStatus } = {}) {
+      const url = new URL(`${recordingPath(callSid)}/events`, base).href;
+      const result = await followEvents({ url, token, fetchImpl, signal, onStatus });
+      if (result.action === 'unauthorized') {
+        throw new ApiError(401, 'unauthorized', 'The access token was refused.');
+      }
+      return result;
+    },
   };
+}
+
+/**
+ * A recording's waveform peaks from its `peaks_url`. The URL carries its own short-lived token, so the request
+ * has no Authorization header (and no cookies).
+ *
+ * @param {string} peaksUrl relative or absolute
+ * @param {object} [options]
+ * @param {string} [options.base] the document's base URL
+ * @param {typeof fetch} [options.fetchImpl]
+ * @param {AbortSignal} [options.signal]
+ * @returns {Promise<ReturnType<typeof parsePeaks>>}
+ * @throws {ApiError} for an error answer; {Error} for a file parsePeaks refuses; the fetch's own errors
+ */
+export async function fetchPeaks(
+  peaksUrl,
+  { base = globalThis.document?.baseURI, fetchImpl = globalThis.fetch?.bind(globalThis), signal } = {},
+) {
+  const response = await fetchImpl(new URL(peaksUrl, base).href, { method: 'GET', credentials: 'omit', signal });
+  if (!response.ok) {
+    response.body?.cancel().catch(() => {});
+    throw new ApiError(response.status, 'peaks_unavailable', `The waveform could not be loaded (${response.status}).`);
+  }
+  const declared = Number(response.headers.get('Content-Length'));
+  if (declared > MAX_PEAKS_BYTES) {
+    response.body?.cancel().catch(() => {});
+    throw new Error(`Peaks are too large: ${declared} bytes, at most ${MAX_PEAKS_BYTES}.`);
+  }
+  return parsePeaks(await response.arrayBuffer());
 }

@@ -8,10 +8,10 @@ export const LONG_STEP = 10;
  * The action for a key press while the player has focus, or null for keys the player leaves alone.
  *
  * Space or K: play/pause. Left/Right: 5 s back/forward (10 s with Shift); J/L: 10 s. M: mute.
- * 0 to 9: jump to 0 % to 90 %. Home/End: start/end. `<` and `>`: slower/faster.
+ * 0 to 9: jump to 0 % to 90 %. Home/End: start/end. `<` and `>`: slower/faster. S: skip silence on/off.
  *
  * @param {{key: string, ctrlKey?: boolean, metaKey?: boolean, altKey?: boolean, shiftKey?: boolean}} event
- * @returns {{type: 'toggle'}|{type: 'mute'}|{type: 'seekBy', seconds: number}|{type: 'seekToFraction', fraction: number}|{type: 'rateStep', step: number}|null}
+ * @returns {{type: 'toggle'}|{type: 'mute'}|{type: 'skipSilence'}|{type: 'seekBy', seconds: number}|{type: 'seekToFraction', fraction: number}|{type: 'rateStep', step: number}|null}
  */
 export function keyAction(event) {
   if (event.ctrlKey || event.metaKey || event.altKey) return null;
@@ -35,6 +35,9 @@ export function keyAction(event) {
     case 'm':
     case 'M':
       return { type: 'mute' };
+    case 's':
+    case 'S':
+      return { type: 'skipSilence' };
     case 'Home':
       return { type: 'seekToFraction', fraction: 0 };
     case 'End':

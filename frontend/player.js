@@ -1,6 +1,8 @@
 /**
  * The player dock: one `<audio>` element for the whole page (so one recording plays at a time), its
- * transport, seek bar with buffered ranges, clock, speed, mute, download link and keyboard.
+ * transport, seek bar with buffered ranges, clock, speed, mute, download link and keyboard; the waveform
+ * (waveform.js) once the recording's peaks are fetched, and skip silence, which jumps over the silences found
+ * in them.
  *
  * The audio element streams the signed `stream_url` itself, with Range requests as it needs them: the page
  * never reads the media into memory and never makes a Blob URL.
@@ -8,11 +10,16 @@
 
 import { downloadUrl } from './api.js';
 import { keyAction, keyBelongsToControl } from './keys.js';
-import { RATES, formatRate, loadRate, saveRate, stepRate } from './prefs.js';
-import { bufferedSegments, clampTime, formatTime, knownDuration } from './time.js';
+import { RATES, formatRate, loadRate, loadSkipSilence, saveRate, saveSkipSilence, stepRate } from './prefs.js';
+import { findSilences, skipTarget, skippableSeconds } from './silence.js';
+import { bufferedSegments, clampTime, formatTime, knownDuration, spokenDuration } from './time.js';
+import { Waveform } from './waveform.js';
 
 /** A download link older than this is re-signed before it is followed (stream tokens are short-lived). */
 const DOWNLOAD_LINK_FRESH_MS = 10 * 60 * 1000;
+
+/** How long a passing message ("Skipped 4 s of silence") stays. */
+const FLASH_MS = 2500;
 
 export class Player {
   /**
@@ -21,7 +28,7 @@ export class Player {
    * @param {(sid: string, state: 'playing'|'paused') => void} hooks.onState the audio started or stopped
    * @param {(sid: string, error: MediaError|null) => void} hooks.onMediaError the audio could not be played
    * @param {(sid: string) => Promise<string|null>} hooks.freshStreamUrl a newly signed stream URL
-   * @param {Storage|null} [hooks.storage] where the speed is remembered
+   * @param {Storage|null} [hooks.storage] where the speed and skip silence are remembered
    */
   constructor(root, { onState, onMediaError, freshStreamUrl, storage = null }) {
     this.root = root;
@@ -31,7 +38,12 @@ export class Player {
     this.loadedSid = null; // the recording whose media the audio element holds: events are about it
     this.catalogDuration = null;
     this.linkSignedAt = 0;
-    this.scrubbing = false;
+    this.scrubbing = false; // the seek bar is held
+    this.scrubPreview = null; // seconds under a pointer dragging on the waveform
+    this.peaksSid = null; // the recording the waveform shows
+    this.silences = [];
+    this.flashTimer = 0;
+    this.flashText = null;
 
     const $ = (selector) => root.querySelector(selector);
     this.audio = $('audio');
@@ -48,8 +60,15 @@ export class Player {
     this.total = $('.time-total');
     this.rateSelect = $('.rate');
     this.download = $('.player-download');
+    this.skipButton = $('[data-player="skip-silence"]');
+    this.waveform = new Waveform($('.wave'), {
+      timeline: () => this.waveTimeline(),
+      onSeek: (seconds) => this.seekTo(seconds),
+      onScrub: (seconds) => this.previewScrub(seconds),
+    });
 
     this.rate = loadRate(storage);
+    this.skipSilence = loadSkipSilence(storage);
     for (const rate of RATES) {
       const option = document.createElement('option');
       option.value = String(rate);
@@ -59,13 +78,14 @@ export class Player {
     this.rateSelect.value = String(this.rate);
     this.listen();
     this.setControlsEnabled(false);
+    this.renderSkipSilence();
     this.render();
   }
 
   listen() {
     const { audio } = this;
     audio.addEventListener('playing', () => {
-      this.setMessage('');
+      this.setMessage(this.flashText ?? ''); // a passing message ("Skipped 4 s of silence") stays its time
       if (this.loadedSid) this.hooks.onState(this.loadedSid, 'playing');
       this.render();
     });
@@ -81,6 +101,7 @@ export class Player {
     for (const type of ['timeupdate', 'durationchange', 'loadedmetadata', 'progress', 'seeking', 'seeked', 'emptied']) {
       audio.addEventListener(type, () => this.renderTimeline());
     }
+    audio.addEventListener('timeupdate', () => this.skipSilenceNow());
     audio.addEventListener('volumechange', () => this.renderMute());
     audio.addEventListener('ratechange', () => {
       this.rateSelect.value = String(audio.playbackRate);
@@ -90,6 +111,7 @@ export class Player {
     this.backButton.addEventListener('click', () => this.seekBy(-10));
     this.forwardButton.addEventListener('click', () => this.seekBy(10));
     this.muteButton.addEventListener('click', () => this.toggleMute());
+    this.skipButton.addEventListener('click', () => this.toggleSkipSilence());
     this.rateSelect.addEventListener('change', () => this.setRate(Number(this.rateSelect.value)));
 
     this.seek.addEventListener('pointerdown', () => {
@@ -126,6 +148,7 @@ export class Player {
    */
   load({ sid, streamUrl, durationSeconds = null, resumeAt = 0 }) {
     const { audio } = this;
+    if (sid !== this.peaksSid) this.clearPeaks(); // a reload of the same recording keeps its waveform
     this.sid = sid;
     this.loadedSid = sid;
     this.catalogDuration = durationSeconds;
@@ -181,6 +204,7 @@ export class Player {
       audio.load();
     }
     this.download.removeAttribute('href');
+    this.clearPeaks();
     this.setControlsEnabled(false);
     this.setMessage('');
     this.render();
@@ -217,6 +241,102 @@ export class Player {
     this.audio.muted = !this.audio.muted;
   }
 
+  // ---- waveform and skip silence ------------------------------------------------------------------------
+
+  /**
+   * Show the loaded recording's peaks (ignored when another recording is loaded by now).
+   *
+   * @param {string} sid
+   * @param {ReturnType<import('./peaks.js').parsePeaks>} peaks
+   * @param {string[]|null} channels the status object's lane labels
+   * @returns {boolean} true when shown
+   */
+  setPeaks(sid, peaks, channels) {
+    if (!sid || sid !== this.loadedSid) return false;
+    this.peaksSid = sid;
+    this.silences = findSilences(peaks);
+    this.root.dataset.waveform = 'true';
+    document.body.classList.add('has-waveform');
+    this.waveform.setPeaks(peaks, channels);
+    this.waveform.setSilences(this.silences, this.skipSilence);
+    this.renderSkipSilence();
+    return true;
+  }
+
+  /** True when the waveform shows this recording. */
+  hasPeaksFor(sid) {
+    return Boolean(sid) && this.peaksSid === sid;
+  }
+
+  clearPeaks() {
+    this.peaksSid = null;
+    this.silences = [];
+    this.scrubPreview = null;
+    this.waveform.clear();
+    this.root.dataset.waveform = 'false';
+    document.body.classList.remove('has-waveform');
+    this.renderSkipSilence();
+  }
+
+  toggleSkipSilence() {
+    this.skipSilence = !this.skipSilence;
+    saveSkipSilence(this.storage, this.skipSilence);
+    this.renderSkipSilence();
+    this.waveform.setSilences(this.silences, this.skipSilence);
+    if (this.loadedSid) this.flash(this.skipSilence ? 'Skipping silences' : 'Playing silences');
+    if (this.skipSilence) this.skipSilenceNow();
+  }
+
+  /** While playing with skip silence on, jump from inside a long silence to just before the sound resumes. */
+  skipSilenceNow() {
+    const { audio } = this;
+    if (!this.skipSilence || !this.silences.length || this.peaksSid !== this.loadedSid) return;
+    if (audio.paused || audio.seeking || this.scrubbing || this.scrubPreview !== null) return;
+    const target = skipTarget(this.silences, audio.currentTime);
+    if (target === null) return;
+    const skipped = target - audio.currentTime;
+    audio.currentTime = clampTime(target, this.duration);
+    this.flash(`Skipped ${Math.round(skipped)} s of silence`);
+  }
+
+  /** A drag on the waveform: show the time under the pointer, seek when it is released. */
+  previewScrub(seconds) {
+    this.scrubPreview = seconds;
+    this.renderTimeline();
+  }
+
+  waveTimeline() {
+    const { audio, duration } = this;
+    const hasMedia = Boolean(this.loadedSid);
+    const segments = hasMedia && duration ? bufferedSegments(audio.buffered, duration) : [];
+    return {
+      currentTime: hasMedia ? audio.currentTime : 0,
+      duration,
+      buffered: segments.map(({ start, end }) => ({ start: (start / 100) * duration, end: (end / 100) * duration })),
+      playing: hasMedia && !audio.paused,
+    };
+  }
+
+  renderSkipSilence() {
+    const on = this.skipSilence;
+    this.skipButton.setAttribute('aria-pressed', String(on));
+    const saved = this.peaksSid ? skippableSeconds(this.silences) : 0;
+    const saving = saved >= 1 ? `; in this recording, ${spokenDuration(saved)}` : '';
+    this.skipButton.title = `${on ? 'Skip silence is on' : 'Skip silence'}: jumps over silences longer than 2 s${saving} (S)`;
+    this.root.dataset.skipSilence = String(on);
+  }
+
+  /** A message that goes away by itself, unless something else was said meanwhile. */
+  flash(text) {
+    this.setMessage(text);
+    this.flashText = text;
+    clearTimeout(this.flashTimer);
+    this.flashTimer = setTimeout(() => {
+      this.flashText = null;
+      if (this.message.textContent === text) this.setMessage('');
+    }, FLASH_MS);
+  }
+
   setRate(rate) {
     if (!RATES.includes(rate)) return;
     this.rate = rate;
@@ -244,6 +364,9 @@ export class Player {
         break;
       case 'mute':
         this.toggleMute();
+        break;
+      case 'skipSilence':
+        this.toggleSkipSilence();
         break;
       case 'rateStep':
         this.setRate(stepRate(this.rate, action.step));
@@ -294,7 +417,7 @@ export class Player {
   renderTimeline() {
     const { audio, duration } = this;
     const hasMedia = Boolean(this.loadedSid);
-    const now = hasMedia ? audio.currentTime : 0;
+    const now = hasMedia ? (this.scrubPreview ?? audio.currentTime) : 0;
     this.elapsed.textContent = formatTime(now);
     this.total.textContent = formatTime(duration);
     this.seek.max = String(duration ?? 0);
@@ -312,5 +435,6 @@ export class Player {
       span.style.left = `${start}%`;
       span.style.width = `${end - start}%`;
     });
+    this.waveform.invalidate();
   }
 }

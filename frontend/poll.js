@@ -1,5 +1,6 @@
 /**
- * Waiting for a recording to become playable: the backoff schedule and the polling loop.
+ * Waiting for a recording to become playable: the backoff schedule and the polling loop (after the server's
+ * pushed statuses, when they can be read: events.js).
  *
  * Pure: no DOM and no network. The caller injects how to ask (`start`, `fetchStatus`) and how to wait
  * (`sleep`), so the whole schedule runs in unit tests without a clock.
@@ -64,25 +65,40 @@ export function isFinal(status) {
 }
 
 /**
- * Ask for a recording, then poll its status until it is ready, it failed, or the schedule is spent.
+ * Ask for a recording, then wait until it is ready, it failed, or the schedule is spent.
  *
  * `start` and `fetchStatus` resolve to `{status, retryAfter}`: the status object and the Retry-After in
  * seconds (or null). A `failed` status stops the loop at once. Errors they throw propagate unchanged.
+ *
+ * With `follow`, the server's pushed statuses are read first (events.js): it resolves to the last status it
+ * received (null for none) once its stream is over. A final one ends the wait with no polling; otherwise,
+ * whatever went wrong with the stream, the whole polling schedule runs from there.
  *
  * @param {object} options
  * @param {() => Promise<{status: object, retryAfter: number|null}>} options.start the first request (POST fetch)
  * @param {() => Promise<{status: object, retryAfter: number|null}>} options.fetchStatus one poll (GET status)
  * @param {(ms: number, signal?: AbortSignal) => Promise<void>} options.sleep waits, rejecting when aborted
+ * @param {(options: {signal?: AbortSignal, onStatus: (status: object) => void}) => Promise<object|null>}
+ *   [options.follow] reads pushed statuses, reporting each one to its `onStatus`
  * @param {readonly number[]} [options.delays] the schedule; its length is the number of polls
- * @param {(status: object, poll: number) => void} [options.onStatus] told each status (poll 0 is the first request)
+ * @param {(status: object, poll: number) => void} [options.onStatus] told each status (poll 0 is the first request
+ *   and every pushed status)
  * @param {AbortSignal} [options.signal] cancels the wait: the promise rejects with the signal's reason
  * @returns {Promise<object>} the last status seen: `ready`, `failed`, or still pending when the schedule ran out
  */
-export async function waitUntilReady({ start, fetchStatus, sleep, delays = DEFAULT_DELAYS, onStatus, signal }) {
+export async function waitUntilReady({ start, fetchStatus, sleep, follow, delays = DEFAULT_DELAYS, onStatus, signal }) {
   signal?.throwIfAborted();
   let { status, retryAfter } = await start();
   signal?.throwIfAborted();
   onStatus?.(status, 0);
+  if (follow && !isFinal(status)) {
+    const pushed = await follow({ signal, onStatus: (latest) => onStatus?.(latest, 0) });
+    signal?.throwIfAborted();
+    if (pushed) {
+      status = pushed;
+      retryAfter = null;
+    }
+  }
   for (let poll = 0; poll < delays.length && !isFinal(status); poll += 1) {
     await sleep(nextDelay(delays[poll], retryAfter), signal);
     signal?.throwIfAborted();

@@ -1,7 +1,8 @@
-/** Preferences kept in the browser: the playback speed. Storage is injected so tests need no browser. */
+/** Preferences kept in the browser: the playback speed and skip silence. Storage is injected so tests need no browser. */
 
 export const RATES = Object.freeze([0.5, 0.75, 1, 1.25, 1.5, 1.75, 2]);
 export const RATE_KEY = 'recplay.playbackRate';
+export const SKIP_SILENCE_KEY = 'recplay.skipSilence';
 
 /**
  * The remembered speed, or 1 when none (or an unknown one) is stored.
@@ -49,4 +50,32 @@ export function stepRate(rate, step) {
 /** "1×", "1.25×". */
 export function formatRate(rate) {
   return `${rate}×`;
+}
+
+/**
+ * Whether silences are skipped: off unless it was turned on.
+ *
+ * @param {Pick<Storage, 'getItem'>|null} storage
+ * @returns {boolean}
+ */
+export function loadSkipSilence(storage) {
+  try {
+    return storage?.getItem(SKIP_SILENCE_KEY) === 'true';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Remember whether silences are skipped.
+ *
+ * @param {Pick<Storage, 'setItem'>|null} storage
+ * @param {boolean} on
+ */
+export function saveSkipSilence(storage, on) {
+  try {
+    storage?.setItem(SKIP_SILENCE_KEY, String(Boolean(on)));
+  } catch {
+    // not remembered: the toggle still works for this visit
+  }
 }

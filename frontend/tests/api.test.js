@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { ApiError, businessFromToken, createApi, downloadUrl, parseRetryAfter, tokenFromHash } from '../api.js';
+import {
+  ApiError,
+  businessFromToken,
+  createApi,
+  downloadUrl,
+  fetchPeaks,
+  parseRetryAfter,
+  tokenFromHash,
+} from '../api.js';
+import { peaksFile } from './peaks-fixtures.js';
 
 const BASE = 'https://player.example/';
 
@@ -96,6 +105,34 @@ describe('createApi', () => {
     assert.deepEqual(result, { items: [{ call_sid: 'CA2' }], nextCursor: 'c2' });
   });
 
+  it('sends the filters as query parameters, after the cursor', async () => {
+    const { fetchImpl, requests } = fakeFetch([{ body: { items: [], next_cursor: null } }]);
+    const api = createApi({ token: 't', base: BASE, fetchImpl });
+    const filters = { q: 'CA 12', status: 'ready', from: '2026-11-01', to: '2026-11-29' };
+    await api.listRecordings({ cursor: 'c1', limit: 50, filters });
+    assert.equal(
+      requests[0].url,
+      'https://player.example/api/recordings?limit=50&cursor=c1&q=CA+12&status=ready&from=2026-11-01&to=2026-11-29',
+    );
+  });
+
+  it('leaves empty filters out', async () => {
+    const { fetchImpl, requests } = fakeFetch([{ body: { items: [], next_cursor: null } }]);
+    const api = createApi({ token: 't', base: BASE, fetchImpl });
+    await api.listRecordings({ filters: { q: '', status: 'ready', from: '', to: '' } });
+    assert.equal(requests[0].url, 'https://player.example/api/recordings?limit=50&status=ready');
+  });
+
+  it("reports a filter the server refuses with the server's message", async () => {
+    const { fetchImpl } = fakeFetch([{ status: 400, body: { error: { code: 'bad_filter', message: 'from is not a date' } } }]);
+    const api = createApi({ token: 't', base: BASE, fetchImpl });
+    await assert.rejects(api.listRecordings({ filters: { from: '2026-01-01' } }), {
+      httpStatus: 400,
+      code: 'bad_filter',
+      message: 'from is not a date',
+    });
+  });
+
   it('POSTs fetch and returns the status with Retry-After', async () => {
     const { fetchImpl, requests } = fakeFetch([
       { status: 202, body: { call_sid: 'CA1', status: 'queued' }, headers: { 'Retry-After': '2' } },
@@ -150,5 +187,78 @@ describe('createApi', () => {
     };
     const api = createApi({ token: 't', base: BASE, fetchImpl });
     await assert.rejects(api.getStatus('CA1', { signal: controller.signal }), reason);
+  });
+});
+
+describe('createApi().followStatus', () => {
+  const sse = (...statuses) => statuses.map((status) => `data: {"call_sid":"CA 1","status":"${status}"}\n\n`).join('');
+
+  it('reads the events of a recording with the token in the header', async () => {
+    const requests = [];
+    const fetchImpl = async (url, init) => {
+      requests.push({ url, ...init });
+      return new Response(sse('processing', 'ready'), { headers: { 'Content-Type': 'text/event-stream' } });
+    };
+    const api = createApi({ token: 'secret', base: BASE, fetchImpl });
+    const seen = [];
+    const result = await api.followStatus('CA 1', { onStatus: (s) => seen.push(s.status) });
+    assert.equal(requests[0].url, 'https://player.example/api/recordings/CA%201/events');
+    assert.equal(requests[0].headers.Authorization, 'Bearer secret');
+    assert.ok(!requests[0].url.includes('secret'));
+    assert.deepEqual(seen, ['processing', 'ready']);
+    assert.equal(result.action, 'done');
+    assert.equal(result.status.status, 'ready');
+  });
+
+  it('says to poll when the events cannot be read', async () => {
+    const fetchImpl = async () => new Response('{}', { status: 404, headers: { 'Content-Type': 'application/json' } });
+    const api = createApi({ token: 't', base: BASE, fetchImpl });
+    assert.deepEqual(await api.followStatus('CA1'), { action: 'poll', reason: 'http_404', status: null });
+  });
+
+  it('rejects with an unauthorized ApiError for a refused token', async () => {
+    const fetchImpl = async () => new Response('{}', { status: 401 });
+    const api = createApi({ token: 't', base: BASE, fetchImpl });
+    await assert.rejects(api.followStatus('CA1'), (error) => error instanceof ApiError && error.isUnauthorized);
+  });
+});
+
+describe('fetchPeaks', () => {
+  const file = peaksFile([[[-1, 1], [-2, 2]]]);
+
+  it('fetches the peaks URL without the token header or cookies, and parses it', async () => {
+    const requests = [];
+    const fetchImpl = async (url, init) => {
+      requests.push({ url, ...init });
+      return new Response(file, { headers: { 'Content-Type': 'application/octet-stream', ETag: '"p1"' } });
+    };
+    const peaks = await fetchPeaks('/api/recordings/CA1/peaks?token=short.lived', { base: BASE, fetchImpl });
+    assert.equal(requests[0].url, 'https://player.example/api/recordings/CA1/peaks?token=short.lived');
+    assert.equal(requests[0].headers, undefined);
+    assert.equal(requests[0].credentials, 'omit');
+    assert.equal(peaks.channels, 2);
+    assert.equal(peaks.length, 1);
+  });
+
+  it('rejects an error answer with its status', async () => {
+    const fetchImpl = async () => new Response('gone', { status: 403 });
+    await assert.rejects(fetchPeaks('/p', { base: BASE, fetchImpl }), { name: 'ApiError', httpStatus: 403 });
+  });
+
+  it('refuses a body announced larger than any peaks file without reading it', async () => {
+    let cancelled = false;
+    const body = new ReadableStream({
+      cancel() {
+        cancelled = true;
+      },
+    });
+    const fetchImpl = async () => new Response(body, { headers: { 'Content-Length': '10000000' } });
+    await assert.rejects(fetchPeaks('/p', { base: BASE, fetchImpl }), /too large: 10000000 bytes/);
+    assert.equal(cancelled, true);
+  });
+
+  it('rejects a file the parser refuses', async () => {
+    const fetchImpl = async () => new Response(new Uint8Array([1, 2, 3]));
+    await assert.rejects(fetchPeaks('/p', { base: BASE, fetchImpl }), /truncated/);
   });
 });

@@ -25,6 +25,12 @@ describe('keyAction', () => {
     assert.deepEqual(keyAction({ key: 'M' }), { type: 'mute' });
   });
 
+  it('turns skip silence on and off with S', () => {
+    assert.deepEqual(keyAction({ key: 's' }), { type: 'skipSilence' });
+    assert.deepEqual(keyAction({ key: 'S', shiftKey: true }), { type: 'skipSilence' });
+    assert.equal(keyAction({ key: 's', ctrlKey: true }), null);
+  });
+
   it('jumps to 0 % to 90 % with the digits', () => {
     for (let digit = 0; digit <= 9; digit += 1) {
       assert.deepEqual(keyAction({ key: String(digit) }), { type: 'seekToFraction', fraction: digit / 10 });

@@ -169,6 +169,80 @@ describe('waitUntilReady', () => {
   });
 });
 
+describe('waitUntilReady with pushed statuses', () => {
+  /** A `follow` that reports `statuses` and resolves to the last one (or throws `error`). */
+  function pushing(statuses, { error = null } = {}) {
+    const calls = { follow: 0 };
+    const follow = async ({ onStatus }) => {
+      calls.follow += 1;
+      for (const status of statuses) onStatus({ call_sid: 'CA1', status });
+      if (error) throw error;
+      return statuses.length ? { call_sid: 'CA1', status: statuses.at(-1) } : null;
+    };
+    return { calls, follow };
+  }
+
+  it('follows the events after the first request and polls nothing when they end ready', async () => {
+    const server = script(['queued']);
+    const { calls, follow } = pushing(['processing', 'ready']);
+    const seen = [];
+    const status = await waitUntilReady({ ...server, follow, onStatus: (s, poll) => seen.push([poll, s.status]) });
+    assert.equal(status.status, 'ready');
+    assert.equal(calls.follow, 1);
+    assert.deepEqual(server.calls, { start: 1, polls: 0, sleeps: [] });
+    assert.deepEqual(seen, [[0, 'queued'], [0, 'processing'], [0, 'ready']]);
+  });
+
+  it('stops at a pushed failed', async () => {
+    const server = script(['queued']);
+    const status = await waitUntilReady({ ...server, ...pushing(['failed']) });
+    assert.equal(status.status, 'failed');
+    assert.equal(server.calls.polls, 0);
+  });
+
+  it('does not follow when the first answer is already final', async () => {
+    const server = script(['ready']);
+    const { calls, follow } = pushing(['ready']);
+    await waitUntilReady({ ...server, follow });
+    assert.equal(calls.follow, 0);
+  });
+
+  it('falls back to the whole polling schedule when the events end early', async () => {
+    const server = script(['queued', 'processing', 'processing', 'ready']);
+    const status = await waitUntilReady({ ...server, ...pushing(['processing']) });
+    assert.equal(status.status, 'ready');
+    assert.deepEqual(server.calls.sleeps, [1000, 2000, 4000]);
+  });
+
+  it('falls back to polling when the events gave nothing, keeping the first Retry-After', async () => {
+    const server = script(['queued', 'ready'], { retryAfter: 3 });
+    const status = await waitUntilReady({ ...server, ...pushing([]) });
+    assert.equal(status.status, 'ready');
+    assert.deepEqual(server.calls.sleeps, [3000]);
+  });
+
+  it('propagates what follow throws (a refused token)', async () => {
+    const refused = new Error('unauthorized');
+    const server = script(['queued']);
+    await assert.rejects(waitUntilReady({ ...server, ...pushing([], { error: refused }) }), refused);
+    assert.equal(server.calls.polls, 0);
+  });
+
+  it('passes the signal to follow and stops when aborted during it', async () => {
+    const server = script(['queued', 'ready']);
+    const controller = new AbortController();
+    let given = null;
+    const follow = async ({ signal }) => {
+      given = signal;
+      controller.abort(new Error('cancelled'));
+      return null;
+    };
+    await assert.rejects(waitUntilReady({ ...server, follow, signal: controller.signal }), /cancelled/);
+    assert.equal(given, controller.signal);
+    assert.equal(server.calls.polls, 0);
+  });
+});
+
 describe('abortableSleep', () => {
   it('resolves after the delay', async () => {
     const started = performance.now();

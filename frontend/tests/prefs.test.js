@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { RATES, RATE_KEY, formatRate, loadRate, saveRate, stepRate } from '../prefs.js';
+import {
+  RATES,
+  RATE_KEY,
+  SKIP_SILENCE_KEY,
+  formatRate,
+  loadRate,
+  loadSkipSilence,
+  saveRate,
+  saveSkipSilence,
+  stepRate,
+} from '../prefs.js';
 
 function memoryStorage(initial = {}) {
   const data = new Map(Object.entries(initial));
@@ -60,5 +70,35 @@ describe('playback speed preference', () => {
 
   it('labels a speed', () => {
     assert.equal(formatRate(1.25), '1.25×');
+  });
+});
+
+describe('skip silence preference', () => {
+  it('is off by default', () => {
+    assert.equal(loadSkipSilence(memoryStorage()), false);
+    assert.equal(loadSkipSilence(null), false);
+    assert.equal(loadSkipSilence(memoryStorage({ [SKIP_SILENCE_KEY]: 'yes' })), false);
+  });
+
+  it('is remembered on and off', () => {
+    const storage = memoryStorage();
+    saveSkipSilence(storage, true);
+    assert.equal(storage.data.get(SKIP_SILENCE_KEY), 'true');
+    assert.equal(loadSkipSilence(storage), true);
+    saveSkipSilence(storage, false);
+    assert.equal(loadSkipSilence(storage), false);
+  });
+
+  it('survives a storage that throws', () => {
+    const broken = {
+      getItem() {
+        throw new Error('denied');
+      },
+      setItem() {
+        throw new Error('full');
+      },
+    };
+    assert.equal(loadSkipSilence(broken), false);
+    assert.doesNotThrow(() => saveSkipSilence(broken, true));
   });
 });
