@@ -492,15 +492,19 @@ def test_a_narrow_screen_needs_no_sideways_scrolling(browser, live_api, add_reco
     assert narrow.errors == []
 
 
-def test_the_player_screenshot_is_saved_for_the_readme(browser, live_api, add_recording, worker, api_for, tmp_path):
+def test_the_player_screenshot_is_saved_for_the_readme(browser, live_api, add_recording, worker, api_for, provider,
+                                                       tmp_path):
     screenshot = README_SCREENSHOT if os.environ.get("RECPLAY_UPDATE_SCREENSHOT") == "1" else tmp_path / "player.png"
     # Given several recordings in different states: one failed, two already fetched, the rest never fetched
     add_recording("CA8f41d2e7b5c3a9", Behaviour(body=TEN_SECONDS, fail_first=[404]), duration=42.0)
     for sid, seconds in (("CA2c9e51a08d7f46", 318.0), ("CA0b7d33f19e2a85", 67.0)):
         add_recording(sid, duration=seconds)
-    for sid, seconds in (("CA71e6a4c2d9b058", 10.0), ("CAd5f208b6e1c347", 184.0), ("CA4a93c7e05f1b62", 26.0)):
+    for sid, seconds in (("CAd5f208b6e1c347", 184.0), ("CA4a93c7e05f1b62", 26.0)):
         add_recording(sid, duration=seconds)
+    # The one that plays is a two-channel call: the agent and the caller take turns, with a pause between.
+    url = provider.add(f"/{BUSINESS}/CA71e6a4c2d9b058.wav", Behaviour(body=_conversation()))
     api = api_for(BUSINESS)
+    assert api.register("CA71e6a4c2d9b058", url, channels=["agent", "caller"]).status_code == 201
     for sid in ("CA8f41d2e7b5c3a9", "CA2c9e51a08d7f46", "CA0b7d33f19e2a85"):
         api.fetch(sid)
     api.wait_status("CA8f41d2e7b5c3a9", {"failed"}, 30)
@@ -515,7 +519,10 @@ def test_the_player_screenshot_is_saved_for_the_readme(browser, live_api, add_re
     # When one of them plays
     shot.play("CA71e6a4c2d9b058")
     shot.expect_state("CA71e6a4c2d9b058", "playing")
-    shot.wait_advancing(2.5)
+    from playwright.sync_api import expect
+
+    expect(page.locator('[data-testid="waveform"]')).to_have_attribute("data-lanes", "2", timeout=PREPARE_MS)
+    shot.wait_advancing(3.5)
     shot.page.evaluate("document.activeElement.blur()")
     page.screenshot(path=str(screenshot))
 
@@ -525,3 +532,135 @@ def test_the_player_screenshot_is_saved_for_the_readme(browser, live_api, add_re
     assert screenshot.stat().st_size > 10_000
     context.close()
     assert shot.errors == []
+
+
+# ---- waveform, skip silence, filters -------------------------------------------------------------------------
+
+
+def _wav(segments: list[tuple[float, float]], channels: int = 1, rate: int = 8000) -> bytes:
+    """A WAV of (seconds, amplitude) tone segments at 440 Hz (amplitude 0: silence); with two channels the
+    right one is silent throughout."""
+    import io
+    import math
+    import struct
+    import wave
+
+    frames = bytearray()
+    for seconds, amplitude in segments:
+        for i in range(int(seconds * rate)):
+            left = int(amplitude * 32767 * math.sin(2 * math.pi * 440 * i / rate))
+            frames += struct.pack("<h", left) + (struct.pack("<h", 0) if channels == 2 else b"")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(frames))
+    return buf.getvalue()
+
+
+def _conversation(rate: int = 8000) -> bytes:
+    """Ten seconds of a two-channel call: the agent (left) and the caller (right) take turns, each turn a few
+    syllables of a 300 Hz voice, with a pause in the middle."""
+    import io
+    import math
+    import struct
+    import wave
+
+    turns = [(0.0, 2.2, 0), (2.4, 4.6, 1), (6.8, 8.4, 0), (8.5, 10.0, 1)]  # (start, end, side)
+    frames = bytearray()
+    for i in range(10 * rate):
+        t = i / rate
+        level = [0.0, 0.0]
+        for start, end, side in turns:
+            if start <= t < end:
+                level[side] = 0.7 * math.sin(math.pi * ((t - start) * 3.3 % 1.0)) ** 2
+        tone = math.sin(2 * math.pi * 300 * t)
+        frames += struct.pack("<hh", int(32767 * level[0] * tone), int(32767 * level[1] * tone))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(frames))
+    return buf.getvalue()
+
+
+def _register(api_for: Callable[[str], Api], provider: Provider, call_sid: str, body: bytes, **extra: Any) -> None:
+    url = provider.add(f"/{BUSINESS}/{call_sid}.wav", Behaviour(body=body))
+    assert api_for(BUSINESS).register(call_sid, url, **extra).status_code == 201
+
+
+def test_the_waveform_draws_two_labelled_lanes_and_a_click_at_half_seeks_to_the_middle(
+        player, api_for, provider, worker):
+    from playwright.sync_api import expect
+
+    _register(api_for, provider, "CA01", _wav([(10.0, 0.5)], channels=2), channels=["agent", "caller"])
+    player.open()
+    player.play("CA01")
+    player.expect_state("CA01", "playing")
+    wave = player.page.locator('[data-testid="waveform"]')
+    expect(wave).to_be_visible(timeout=PREPARE_MS)
+    expect(wave).to_have_attribute("data-lanes", "2")
+    expect(player.page.locator('[data-testid="lane-label"]')).to_have_text(["agent", "caller"])
+    # The lanes are drawn: their pixels differ from a blank canvas of the same size.
+    drawn = wave.evaluate("""c => {
+        const blank = document.createElement('canvas'); blank.width = c.width; blank.height = c.height;
+        const a = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const b = blank.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let differ = 0; for (let i = 0; i < a.length; i += 4) { if (a[i + 3] !== b[i + 3]) differ++; }
+        return differ / (c.width * c.height); }""")
+    assert drawn > 0.05, drawn
+
+    box = wave.bounding_box()
+    player.page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+
+    player.wait_audio("!audio.seeking && Math.abs(audio.currentTime - 5) < 0.3")
+
+
+def test_skip_silence_jumps_over_a_silent_gap_and_dims_it(player, api_for, provider, worker):
+    from playwright.sync_api import expect
+
+    # 3 s of tone, 4 s of silence, 3 s of tone
+    _register(api_for, provider, "CA01", _wav([(3.0, 0.5), (4.0, 0.0), (3.0, 0.5)]))
+    player.open()
+    player.play("CA01")
+    player.expect_state("CA01", "playing")
+    player.page.locator('[data-testid="skip-silence"]').click()
+    expect(player.page.locator('[data-testid="skip-silence"]')).to_have_attribute("aria-pressed", "true")
+    wave = player.page.locator('[data-testid="waveform"]')
+    expect(wave).to_have_attribute("data-silences", "1", timeout=PREPARE_MS)
+    expect(wave).to_have_attribute("data-dimmed", "true")
+    player.page.evaluate("""() => { window.heard = [];
+        document.querySelector('audio').addEventListener('timeupdate', e => window.heard.push(e.target.currentTime)); }""")
+
+    player.wait_audio("audio.currentTime > 7.5", timeout=PLAY_MS + 10_000)
+
+    heard = player.page.evaluate("window.heard")
+    inside = [t for t in heard if 3.5 < t < 6.5]
+    assert inside == [], inside  # never played inside the gap (the jump lands 0.25 s before the sound)
+
+
+def test_the_filters_narrow_the_list_and_survive_a_reload(player, add_recording):
+    from playwright.sync_api import expect
+
+    for sid in ("CA01", "CA02", "CB01"):
+        add_recording(sid)
+    player.open()
+    rows = player.page.locator("[data-call-sid]")
+    expect(rows).to_have_count(3)
+
+    player.page.locator('[data-testid="filter-q"]').fill("CA")
+    player.page.locator('[data-testid="filter-apply"]').click()
+
+    expect(rows).to_have_count(2)
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.callSid)") == ["CA02", "CA01"]
+    assert "q=CA" in player.page.url and "token=" in player.page.url
+    player.page.reload()
+    expect(rows).to_have_count(2)
+    expect(player.page.locator('[data-testid="filter-q"]')).to_have_value("CA")
+
+    player.page.locator('[data-testid="filter-q"]').fill("ZZ")
+    player.page.locator('[data-testid="filter-apply"]').click()
+    expect(player.page.locator('[data-testid="empty-filtered"]')).to_be_visible()
+    expect(rows).to_have_count(0)
