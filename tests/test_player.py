@@ -632,7 +632,8 @@ def test_skip_silence_jumps_over_a_silent_gap_and_dims_it(player, api_for, provi
     expect(wave).to_have_attribute("data-silences", "1", timeout=PREPARE_MS)
     expect(wave).to_have_attribute("data-dimmed", "true")
     player.page.evaluate("""() => { window.heard = [];
-        document.querySelector('audio').addEventListener('timeupdate', e => window.heard.push(e.target.currentTime)); }""")
+        document.querySelector('audio').addEventListener('timeupdate',
+                                                         e => window.heard.push(e.target.currentTime)); }""")
 
     player.wait_audio("audio.currentTime > 7.5", timeout=PLAY_MS + 10_000)
 
