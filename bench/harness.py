@@ -13,6 +13,7 @@ gunicorn master and its workers; the worker is the celery main process and its p
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import platform
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import wave
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -600,6 +602,21 @@ def warm_up(st: Stack, base: str) -> None:
 def downloads_of(provider: TimedProvider, items: list[tuple[str, str, str]]) -> int:
     """Provider downloads of these (business_id, call_sid, url) items, whose paths are /business/call_sid.wav."""
     return sum(provider.downloads[f"/{b}/{c}.wav"] for b, c, _ in items)
+
+
+def noise_wav(size: int, rate: int = 8000) -> bytes:
+    """A valid WAV (mono 16-bit PCM of random samples) of exactly ``size`` bytes: workers decode every download
+    through, so a body that only starts like a WAV would be refused."""
+    frames = (size - 44) // 2
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(os.urandom(frames * 2))
+    data = buf.getvalue()
+    assert len(data) == size - (size - 44) % 2, len(data)
+    return data
 
 
 def percentile(values: list[float], q: float) -> float:

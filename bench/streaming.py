@@ -62,7 +62,7 @@ def run(smoke: bool) -> Values:
         worker = st.worker(concurrency=4)
         # The shipped worker class (deploy/gunicorn.conf.py): gevent.
         base = st.api(workers=2, worker_class="gevent")
-        url = st.provider.add("/stream/CAbig.wav", body=b"RIFF" + bytes(size - 4))
+        url = st.provider.add("/stream/CAbig.wav", body=harness.noise_wav(size))
         harness.register_all(base, [("stream", "CAbig", url)])
         token = harness.token_for("stream")
         auth = {"Authorization": f"Bearer {token}"}
