@@ -22,7 +22,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from tasks.media.decode import DecodedMedia, decode_audio, decode_in_process
+from bench.scenario import Goal, Metric, Scenario, Values, at_most
+from tasks.media.decode import DecodedMedia, Peaks, decode_audio, decode_in_process, encode_peaks
 
 RATE = 8000
 HOUR = 3600
@@ -110,6 +111,46 @@ def main() -> None:
         for label in ("1 h mono mp3", "1 h stereo wav"):
             seconds, media = best_of(opts.runs, paths[label])
             report(f"{label} ({paths[label].stat().st_size / 1e6:.1f} MB)", seconds, media)
+
+
+def run(smoke: bool) -> Values:
+    """One measurement for bench.run: seconds of decode + peaks per hour of audio, and an hour's peaks size."""
+    seconds_of_audio = 360 if smoke else HOUR
+    with tempfile.TemporaryDirectory(prefix="decode-bench-") as tmp:
+        root = Path(tmp)
+        mp3 = write_mp3(root / "call.mp3", seconds_of_audio)
+        wav = write_wav(root / "call.wav", seconds_of_audio, 2)
+        timed(write_wav(root / "short.wav", 10, 1))  # starts the forkserver: not measured
+        values: Values = {}
+        for key, path in (("mp3", mp3), ("wav", wav)):
+            seconds, media = best_of(1 if smoke else 3, path)
+            values[f"{key}_per_hour"] = seconds / media.duration_seconds * HOUR
+            values[f"{key}_peaks_bytes"] = len(media.peaks)
+        values["stereo_hour_peaks_kib"] = len(wav_peaks_of_an_hour()) / 1024
+    return values
+
+
+def wav_peaks_of_an_hour() -> bytes:
+    """The peaks of an hour of two channels, at full resolution: what the peaks endpoint answers at most."""
+    mins = np.zeros((2, 72_000), dtype=np.int8)
+    return encode_peaks(Peaks(RATE, RATE // 20, mins, mins))
+
+
+SCENARIO = Scenario(
+    key="decode_peaks",
+    title="8. Decode and peaks",
+    setup="A one-hour 8 kHz mono MP3 and a one-hour 8 kHz stereo WAV, each decoded through by the worker's "
+          "isolated decoder (tasks/media/decode.py) with its peaks; best of 3. Seconds of work per hour of audio.",
+    smoke_setup="Six minutes of each, one run.",
+    metrics=[Metric("mp3_per_hour", "decode + peaks, mono MP3", "s per hour of audio"),
+             Metric("wav_per_hour", "decode + peaks, stereo WAV", "s per hour of audio"),
+             Metric("mp3_peaks_bytes", "peaks of the MP3", "bytes"),
+             Metric("wav_peaks_bytes", "peaks of the WAV", "bytes"),
+             Metric("stereo_hour_peaks_kib", "peaks answer for an hour of two channels", "KiB")],
+    goals=[Goal("decode + peaks of an hour of MP3 < 60 s (well under its download)", at_most("mp3_per_hour", 60)),
+           Goal("an hour of two channels' peaks < 400 KiB", at_most("stereo_hour_peaks_kib", 400))],
+    run=run,
+)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import harness
 from bench.scenario import Scenario, Values
 
-ORDER = ["burst", "fairness", "herd", "slots", "streaming", "overhead", "scale"]
+ORDER = ["burst", "fairness", "herd", "slots", "streaming", "overhead", "scale", "decode_peaks"]
 HERE = Path(__file__).resolve().parent
 
 
