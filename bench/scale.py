@@ -195,7 +195,7 @@ def _many_businesses(client: Any, settings: Any, businesses: int, redis_pid: int
 def run(smoke: bool) -> Values:
     big = 10_000 if smoke else 100_000
     businesses = 1_000 if smoke else 10_000
-    with harness.stack("scale") as st:
+    with harness.stack("scale", RECPLAY_MAX_CONCURRENT=str(RUNNING)) as st:
         from tasks.settings import get_settings
         from tasks.slots.client import get_redis
 
