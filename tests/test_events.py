@@ -181,9 +181,18 @@ def test_a_stream_keeps_getting_changes_after_redis_restarts(server, provider, r
         stream.close()
 
 
-@pytest.mark.skip(reason="token scopes (play/manage) are not on this branch yet")
-def test_a_play_scoped_token_gets_a_stream():
-    """With scopes: a `play` token opens the stream like a token without a scope."""
+def test_a_play_scoped_token_gets_a_stream_and_a_manage_one_too(server, provider, settings):
+    """The player's `play` token opens the stream like a token without a scope; so does `manage` (it includes play)."""
+    from tasks.access import MANAGE, PLAY, mint_token
+
+    register(server, "biz", "CA7", provider.url("/biz/CA7.wav"), fetch=False)
+    for scope in (PLAY, MANAGE):
+        headers = {"Authorization": f"Bearer {mint_token(settings, 'biz', 600, scope)}"}
+        stream = EventStream(f"{server}/api/recordings/CA7/events", headers)
+        try:
+            assert stream.wait_events(1, timeout=5)[0]["status"] == "new", scope
+        finally:
+            stream.close()
 
 
 class Gunicorn:
