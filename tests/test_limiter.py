@@ -300,3 +300,35 @@ def test_a_request_lost_to_a_restore_from_an_older_snapshot_is_requested_again(s
     assert report.rerequested == [(BIZ, "CA1")]
     assert get_job(client, BIZ, "CA1").status == "queued"
     assert not sweep(client, settings).did_anything  # and only once
+
+
+def test_purge_queue_drops_a_large_backlog_in_batches_reserved_slots_included(rclient, settings, monkeypatch):
+    from tasks.catalog.models import NEW
+    from tasks.catalog.queries import Catalog
+    from tasks.ops import repair
+
+    monkeypatch.setattr(repair, "PURGE_BATCH", 100)
+    catalog = Catalog(settings)
+    total = 5 + 350  # five get reserved slots, the rest park
+    rows = [catalog.register(BIZ, f"CA{i}", f"http://h/{i}.wav", None)[0] for i in range(total)]
+    for row in rows:
+        catalog.mark_wanted(row.id)
+        request_job(rclient, settings, BIZ, row.call_sid, media_url="http://h/x", recording_id=row.id)
+    slots = BusinessSlots(rclient, BIZ, settings)
+    assert (slots.active(), slots.parked_count()) == (5, total - 5)
+    calls: list[int] = []
+    purge = script(rclient, "purge")
+
+    def counting(client, name):
+        if name != "purge":
+            return script(client, name)
+        return lambda **kw: calls.append(len(kw["args"])) or purge(**kw)
+
+    monkeypatch.setattr(repair, "script", counting)
+
+    done = repair.purge_queue(rclient, settings, BIZ)
+
+    assert sorted(done.dropped) == sorted(r.call_sid for r in rows)
+    assert max(calls) == 100 and sum(calls) == total  # never one huge script call
+    assert (slots.active(), slots.parked_count()) == (0, 0)
+    assert {catalog.get(BIZ, r.call_sid).state for r in rows} == {NEW}

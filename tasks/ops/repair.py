@@ -268,7 +268,8 @@ class QueuePurge:
 
 def waiting_jobs(client: redis.Redis, business_id: str, first: int = PURGE_BATCH) -> tuple[int, list[str]]:
     """How many of the business's jobs wait to run, and the oldest ``first`` of them: parked ones, then those
-    whose retry message is out. Jobs holding a reservation (a slot waits for them) are not counted."""
+    whose retry message is out. Jobs holding a reservation (a slot waits for them) are not counted here, though
+    :func:`purge_queue` drops them too."""
     pipe = client.pipeline(transaction=False)
     pipe.zcard(keys.waiting(business_id))
     pipe.zcard(keys.due(business_id))
@@ -307,6 +308,11 @@ def _waiting_batches(client: redis.Redis, business_id: str) -> Iterator[list[str
     """The oldest waiting jobs, a batch at a time, until none is left (each batch is dropped before the next
     is read, so the same range keeps bringing new ones); at most as many batches as the jobs waiting when it
     began need, so requests arriving meanwhile cannot keep it going."""
+    # The jobs a slot is reserved for (their message is on its way) are waiting too: a handful, the limit's worth.
+    info: dict[str, str] = client.hgetall(keys.holder_info(business_id))  # type: ignore[assignment]
+    reserved = [call_sid for call_sid, value in info.items() if not parse_holder_info(value)[2]]
+    if reserved:
+        yield reserved
     for index in (keys.waiting(business_id), keys.due(business_id)):
         for _ in range(int(client.zcard(index)) // PURGE_BATCH + 1):
             batch = [str(c) for c in client.zrange(index, 0, PURGE_BATCH - 1)]
