@@ -22,19 +22,24 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def wav_of(frames: bytes, channels: int = 1, rate: int = 8000) -> bytes:
+    """A 16-bit PCM WAV of interleaved little-endian ``frames``."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    return buf.getvalue()
+
+
 def make_wav(seconds: float = 1.0, rate: int = 8000, freq: float = 440.0) -> bytes:
     """A playable mono 16-bit PCM WAV tone."""
     frames = int(seconds * rate)
     samples = b"".join(
         struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / rate))) for i in range(frames)
     )
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples)
-    return buf.getvalue()
+    return wav_of(samples, 1, rate)
 
 
 @functools.lru_cache(maxsize=64)

@@ -3,17 +3,15 @@ that, computed by ``recplay backfill-peaks`` under the business's slots from the
 
 from __future__ import annotations
 
-import io
 import math
 import struct
-import wave
 
 from tasks.catalog.queries import Catalog
 from tasks.media.decode import parse_peaks
 from tasks.media.store import media_store
 from tests.conftest import assert_quiescent, run_cli, wait_for
 from tests.media import make_ready
-from tests.provider import make_wav
+from tests.provider import make_wav, wav_of
 
 RATE = 8000
 
@@ -23,13 +21,7 @@ def two_channel_wav(seconds: float, silent_right: bool = True) -> bytes:
     frames = b"".join(
         struct.pack("<hh", left, 0 if silent_right else left)
         for left in (int(16383 * math.sin(2 * math.pi * 440 * i / RATE)) for i in range(int(seconds * RATE))))
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(frames)
-    return buf.getvalue()
+    return wav_of(frames, 2, RATE)
 
 
 def test_a_download_keeps_its_peaks_beside_it_matching_the_signal(api_for, provider, procs, settings):

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, Api, assert_quiescent, token_for, wait_for
-from tests.provider import Behaviour, Provider, make_wav
+from tests.provider import Behaviour, Provider, make_wav, wav_of
 
 CHROMIUM = os.environ.get("RECPLAY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -540,32 +540,22 @@ def test_the_player_screenshot_is_saved_for_the_readme(browser, live_api, add_re
 def _wav(segments: list[tuple[float, float]], channels: int = 1, rate: int = 8000) -> bytes:
     """A WAV of (seconds, amplitude) tone segments at 440 Hz (amplitude 0: silence); with two channels the
     right one is silent throughout."""
-    import io
     import math
     import struct
-    import wave
 
     frames = bytearray()
     for seconds, amplitude in segments:
         for i in range(int(seconds * rate)):
             left = int(amplitude * 32767 * math.sin(2 * math.pi * 440 * i / rate))
             frames += struct.pack("<h", left) + (struct.pack("<h", 0) if channels == 2 else b"")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(frames))
-    return buf.getvalue()
+    return wav_of(bytes(frames), channels, rate)
 
 
 def _conversation(rate: int = 8000) -> bytes:
     """Ten seconds of a two-channel call: the agent (left) and the caller (right) take turns, each turn a few
     syllables of a 300 Hz voice, with a pause in the middle."""
-    import io
     import math
     import struct
-    import wave
 
     turns = [(0.0, 2.2, 0), (2.4, 4.6, 1), (6.8, 8.4, 0), (8.5, 10.0, 1)]  # (start, end, side)
     frames = bytearray()
@@ -577,13 +567,7 @@ def _conversation(rate: int = 8000) -> bytes:
                 level[side] = 0.7 * math.sin(math.pi * ((t - start) * 3.3 % 1.0)) ** 2
         tone = math.sin(2 * math.pi * 300 * t)
         frames += struct.pack("<hh", int(32767 * level[0] * tone), int(32767 * level[1] * tone))
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(frames))
-    return buf.getvalue()
+    return wav_of(bytes(frames), 2, rate)
 
 
 def _register(api_for: Callable[[str], Api], provider: Provider, call_sid: str, body: bytes, **extra: Any) -> None:
