@@ -15,6 +15,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from api.auth import business_for_stream, settings
 from api.errors import ApiError
+from api.media_headers import add_security_headers
 from tasks.catalog.models import READY
 from tasks.ids import check_id
 from tasks.recordings import Recordings
@@ -25,7 +26,6 @@ bp = Blueprint("peaks", __name__, url_prefix="/api/recordings")
 #: The query a peaks request may carry: its token, nothing else.
 ALLOWED_QUERY = frozenset({"token"})
 RETRY_AFTER_SECONDS = 2
-SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox"}
 
 
 @bp.get("/<call_sid>/peaks")
@@ -58,5 +58,5 @@ def peaks(call_sid: str) -> Response:
         response = Response(data, mimetype="application/octet-stream")
     response.headers["ETag"] = etag
     response.headers["Cache-Control"] = "private, max-age=3600"
-    response.headers.update(SECURITY_HEADERS)
+    add_security_headers(response.headers)
     return response

@@ -31,12 +31,6 @@ MAX_PAGE = 200
 DEFAULT_PAGE = 50
 #: Seconds a client should wait before polling a recording that is not ready yet.
 RETRY_AFTER_SECONDS = 2
-#: On every answer of the stream endpoint (deploy/nginx.conf adds the same to the files it sends): a browser
-#: never guesses another type than the one sent, and a document opened from it runs nothing and loads nothing.
-MEDIA_SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; sandbox",
-}
 
 
 def _recordings(business_id: str) -> Recordings:
@@ -232,7 +226,7 @@ def _guard_media(response: Response) -> Response:
     """Every answer of the stream endpoint (media, redirect, pending status or error) carries the media
     security headers."""
     if request.endpoint == "recordings.stream":
-        response.headers.update(MEDIA_SECURITY_HEADERS)
+        add_security_headers(response.headers)
     return response
 
 
