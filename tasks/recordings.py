@@ -25,7 +25,7 @@ from tasks.media.store import Store, media_store
 from tasks.media.types import safe_content_type
 from tasks.settings import Settings
 from tasks.slots import events, keys
-from tasks.slots.facts import Fact, forget_fact, read_fact, write_fact
+from tasks.slots.facts import Fact, bury_fact, forget_fact, read_fact, write_fact
 from tasks.slots.jobs import Job, RequestMode, delete_job, get_job, get_jobs, request_job
 from tasks.slots.semaphore import BusinessSlots
 
@@ -354,10 +354,13 @@ class Recordings:
         marked ready) after ``rec`` was read.
         """
         gone = self.catalog.delete(self.business_id, rec.call_sid)
-        self.forget(rec.call_sid)
+        rows = (rec,) if gone is None or gone == rec else (rec, gone)
+        # The fact of the row deleted (the one ``rec`` was read from, unless another took its place) is buried:
+        # a worker announcing a result, or a status that read the row just before, cannot write it back.
+        bury_fact(self.client, self.business_id, rec.call_sid, rows[-1].id)
         if delete_job(self.client, self.business_id, rec.call_sid):
             send_handed(self.business_id, BusinessSlots(self.client, self.business_id, self.settings).hand_off())
-        for row in (rec,) if gone is None or gone == rec else (rec, gone):
+        for row in rows:
             self.store.delete(row.file_path)
             self.store.delete_recording(self.business_id, row.call_sid, row.id)
         events.publish(self.client, self.business_id, rec.call_sid, events.DELETED)

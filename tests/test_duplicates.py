@@ -7,7 +7,9 @@ import pytest
 from sqlalchemy import event
 
 from tasks.catalog.queries import get_engine
+from tasks.recordings import fact_of
 from tasks.slots import keys
+from tasks.slots.facts import read_fact, write_fact
 from tests.conftest import run_threads
 from tests.media import make_ready
 
@@ -94,3 +96,23 @@ def test_a_new_or_failed_recording_is_the_catalogs_to_answer(api_for, provider, 
     body = api.status("CA3").get_json()
     assert (body["status"], body["error"]) == ("failed", "provider said 404")
     assert statements[0] > 0
+
+
+def test_a_fact_written_after_the_delete_does_not_bring_the_recording_back(api_for, rclient, settings):
+    """The race a worker or a status read can lose to DELETE: the row was read (or marked ready) before the
+    delete, its fact is written after it. With a store that cannot check for the file on each request (S3),
+    a stale fact would answer ``ready`` for a deleted recording."""
+    api = api_for("biz")
+    rec = make_ready("biz", "CA4", b"ID3" + bytes(100))
+    stale = fact_of(rec)
+    assert api.client.delete("/api/recordings/CA4", headers=api.headers).status_code == 204
+    assert write_fact(rclient, "biz", "CA4", stale) is False
+    assert read_fact(rclient.hgetall(keys.fact("biz", "CA4"))) is None
+    assert api.status("CA4").status_code == 404
+    assert api.fetch("CA4").status_code == 404
+    # A new registration of the same call has a new id: its fact is written, the tombstone goes.
+    again = make_ready("biz", "CA4", b"ID3" + bytes(200))
+    assert again.id != rec.id
+    assert write_fact(rclient, "biz", "CA4", fact_of(again)) is True
+    assert read_fact(rclient.hgetall(keys.fact("biz", "CA4"))) == fact_of(again)
+    assert api.fetch("CA4").get_json()["size_bytes"] == 203

@@ -13,11 +13,11 @@ reads its predecessor's job.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
 
 import redis
 
 from tasks.slots import keys
+from tasks.slots.scripts import script
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class Fact:
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Fact | None:
+        if "gone" in raw:
+            return None  # a deleted recording's tombstone
         try:
             return cls(
                 recording_id=int(raw["id"]), created_at=raw["created_at"],
@@ -66,19 +68,23 @@ class Fact:
             return None  # not one this module wrote: as if missing
 
 
-def write_fact(client: redis.Redis | redis.client.Pipeline, business_id: str, call_sid: str, fact: Fact) -> None:
-    """Store the fact whole (a pipeline's caller executes it)."""
-    key = keys.fact(business_id, call_sid)
-    pipe = client if isinstance(client, redis.client.Pipeline) else client.pipeline(transaction=True)
-    pipe.delete(key)
-    pipe.hset(key, mapping=cast(Any, fact.as_hash()))  # redis-py's Mapping type is invariant in its keys
-    pipe.expire(key, keys.FACT_TTL_SECONDS)
-    if pipe is not client:
-        pipe.execute()
+def write_fact(client: redis.Redis, business_id: str, call_sid: str, fact: Fact) -> bool:
+    """Store the fact whole, unless its recording was deleted (:func:`bury_fact`). Returns whether it was."""
+    fields = [part for pair in fact.as_hash().items() for part in pair]
+    return bool(script(client, "fact")(keys=[keys.fact(business_id, call_sid)],
+                                       args=[keys.FACT_TTL_SECONDS, fact.recording_id, "write", *fields]))
 
 
 def forget_fact(client: redis.Redis, business_id: str, call_sid: str) -> None:
+    """Drop the fact of a recording that lives on (the next read of its row writes it again)."""
     client.delete(keys.fact(business_id, call_sid))
+
+
+def bury_fact(client: redis.Redis, business_id: str, call_sid: str, recording_id: int) -> None:
+    """Forget the fact of a deleted recording for good: a write racing the delete (a worker announcing its
+    result, a status that read the row just before) cannot bring it back."""
+    script(client, "fact")(keys=[keys.fact(business_id, call_sid)],
+                           args=[keys.FACT_TTL_SECONDS, recording_id, "bury"])
 
 
 def read_fact(raw: dict[str, str]) -> Fact | None:
