@@ -3,15 +3,15 @@
 -- "bury" leaves a tombstone naming the deleted recording's id; a later "write" of the same id (a worker that
 -- finished, or a status read just before the delete) changes nothing, one of a new registration (new id) does.
 -- Returns 1 if written.
-local key, ttl, id, mode = KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local ttl, id, mode = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 if mode == 'bury' then
-  redis.call('DEL', key)
-  redis.call('HSET', key, 'gone', id)
-  redis.call('EXPIRE', key, ttl)
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'gone', id)
+  redis.call('EXPIRE', KEYS[1], ttl)
   return 1
 end
-if redis.call('HGET', key, 'gone') == id then return 0 end
-redis.call('DEL', key)
-redis.call('HSET', key, unpack(ARGV, 4))
-redis.call('EXPIRE', key, ttl)
+if redis.call('HGET', KEYS[1], 'gone') == id then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ttl)
 return 1
