@@ -144,7 +144,8 @@ class Hub:
         """Stop listening (its waiters get nothing more)."""
         self.stopped.set()
         if self.pubsub is not None:
-            self.pubsub.close()
+            self.pubsub.close()  # a listener reading from the socket gets an error at once...
+            self.pubsub.subscribed_event.set()  # ...and one waiting for a first subscription is woken
         if self.listener is not None:
             self.listener.join(5)
 
