@@ -15,6 +15,8 @@ from tasks.access import mint_token
 from tasks.catalog.models import READY, WANTED
 from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_download
+from tasks.media.local import MediaStore
+from tasks.media.types import STORED_EXTENSIONS
 from tasks.settings import get_settings
 from tests.conftest import assert_quiescent, wait_for
 from tests.crashkit import media_files, wait_holder
@@ -134,3 +136,20 @@ def test_a_message_delivered_twice_to_one_process_cannot_give_up_the_live_attemp
     assert (done["status"], done["attempts"]) == ("ready", 1)
     assert provider.downloads["/biz/a.wav"] == 1
     assert_quiescent()
+
+
+def test_a_recordings_files_under_every_extension_ever_stored_are_deleted_and_no_other(settings):
+    """The local store finds a recording's files by name (one per extension it was ever stored under), not by
+    listing the business's directory: every one of them goes, and nothing of another recording."""
+    store = MediaStore(settings.media_dir)
+    directory = settings.media_dir / "biz"
+    directory.mkdir(parents=True)
+    mine = [f"CA1-7.{ext}" for ext in STORED_EXTENSIONS] + [f"CA1-7.{ext}.peaks" for ext in STORED_EXTENSIONS]
+    others = ["CA1-8.wav", "CA1-70.wav", "CA10-7.wav", "CA1-7", "CA1-7.wav.part", ".CA1-7.wav.1f.part"]
+    for name in mine + others:
+        (directory / name).write_bytes(b"x")
+    assert store.delete_recording("biz", "CA1", 7, keep="biz/CA1-7.mp3") == len(mine) - 2
+    assert sorted(p.name for p in directory.iterdir()) == sorted(["CA1-7.mp3", "CA1-7.mp3.peaks", *others])
+    assert store.delete_recording("biz", "CA1", 7) == 2
+    assert store.delete_recording("nobody", "CA1", 7) == 0
+    assert sorted(p.name for p in directory.iterdir()) == sorted(others)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
-from tasks.media.types import extension_for
+from tasks.media.types import STORED_EXTENSIONS, extension_for
 
 
 def peaks_name(rel: str) -> str:
@@ -114,15 +114,20 @@ class MediaStore:
             return None
 
     def delete_recording(self, business_id: str, call_sid: str, recording_id: int, keep: str | None = None) -> int:
-        """Remove every file of the recording (``<call_sid>-<id>.<any extension>``) but ``keep`` and its peaks."""
-        directory = self.root / business_id
-        if not directory.is_dir():
-            return 0
+        """Remove every file of the recording (``<call_sid>-<id>.<extension>``, under every extension of
+        :data:`~tasks.media.types.STORED_EXTENSIONS`) but ``keep`` and its peaks. A few names are tried, so the
+        cost does not grow with the business's directory (call_sid is a validated identifier: no separator)."""
+        kept = (keep, peaks_name(keep)) if keep is not None else ()
         removed = 0
-        # call_sid is a validated identifier: no glob metacharacter, no separator.
-        for found in directory.glob(f"{call_sid}-{recording_id}.*"):
-            if keep is None or str(found.relative_to(self.root)) not in (keep, peaks_name(keep)):
-                found.unlink(missing_ok=True)
+        for extension in STORED_EXTENSIONS:
+            rel = f"{business_id}/{call_sid}-{recording_id}.{extension}"
+            for name in (rel, peaks_name(rel)):
+                if name in kept:
+                    continue
+                try:
+                    (self.root / name).unlink()
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
                 removed += 1
         return removed
 

@@ -30,6 +30,11 @@ FORMATS: Mapping[str, MediaType] = MappingProxyType({
 FALLBACK = "application/octet-stream"
 FALLBACK_EXTENSION = "bin"
 
+#: Every extension a recording's file was ever stored under: the table's, the fallback's, and two that an
+#: earlier release gave ``audio/webm`` and ``audio/aac`` bodies. A recording's files are found by trying each
+#: name, never by listing its business's directory (which holds every recording of the business).
+STORED_EXTENSIONS = (*dict.fromkeys(media.extension for media in FORMATS.values()), FALLBACK_EXTENSION, "webm", "aac")
+
 #: Other names of the table's types that rows stored before the table may hold; each maps into the table.
 ALIASES = {
     "audio/mp3": "mp3", "audio/x-mp3": "mp3", "audio/mpeg3": "mp3",
