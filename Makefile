@@ -37,8 +37,12 @@ lint: install-test
 jstest:
 	node --test frontend/tests/*.test.js
 
+# Two pytest processes (pytest-xdist), a test file each at a time: most tests wait on real processes (workers,
+# gunicorn, Chromium), so two share the cores well. Each process has its own redis-server, provider stand-in and
+# PostgreSQL databases (tests/conftest.py, tests/postgres.py). PYTEST_PROCESSES=0 runs them in this process.
+PYTEST_PROCESSES ?= 2
 pytest: install-test
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_PROCESSES) --dist loadfile
 
 test: lint jstest pytest
 
