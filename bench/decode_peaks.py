@@ -1,9 +1,10 @@
 """Decode + peaks cost: seconds of work per hour of audio, the per-call overhead, and the size of an hour's peaks.
 
 Generates, in a temporary directory, a one-hour 8 kHz mono MP3 (PyAV's libmp3lame) and a one-hour 8 kHz stereo
-16-bit WAV, then times ``decode_audio`` (the isolated child, as the workers call it) on each, and on a 10 s WAV
-against ``decode_in_process`` (the same decode without the child) for the fixed cost of isolation: the fork from
-the forkserver, the limits, the pipe and the reaping. The first call starts the forkserver and is reported apart.
+16-bit WAV, then times ``decode_audio`` (in a decoder process, as the workers call it) on each, and on a 10 s WAV
+against ``decode_in_process`` (the same decode in this process) for the fixed cost of isolation: the request and
+answer through the decoder's pipes (a decoder is reused, :mod:`tasks.media.sandbox`). The first call starts the
+forkserver and the decoder and is reported apart.
 
 Run: ``python -m bench.decode_peaks [--runs N]``.
 """
@@ -23,7 +24,8 @@ import av
 import numpy as np
 
 from bench.scenario import Goal, Metric, Scenario, Values, at_most
-from tasks.media.decode import DecodedMedia, Peaks, decode_audio, decode_in_process, encode_peaks
+from tasks.media.decode import DecodedMedia, Peaks, decode_in_process, encode_peaks
+from tasks.media.sandbox import decode_audio
 
 RATE = 8000
 HOUR = 3600
@@ -67,7 +69,7 @@ def write_mp3(path: Path, seconds: float) -> Path:
 
 def timed(path: Path) -> tuple[float, DecodedMedia]:
     started = time.perf_counter()
-    media = decode_audio(path, max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
+    media = decode_audio(path, business_id="bench", max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
     return time.perf_counter() - started, media
 
 

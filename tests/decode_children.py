@@ -1,6 +1,6 @@
 """What the decode child runs in the isolation tests: a decoder that crashes, hangs, allocates or misbehaves.
 
-``tasks.media.decode._run_isolated`` imports these by name in the child, so this module imports nothing heavy.
+``tasks.media.sandbox.run_isolated`` has a decoder import these by name, so this module imports nothing heavy.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ decoder.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import pickle
 import re
@@ -19,6 +20,7 @@ import wave
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -26,6 +28,7 @@ import psutil
 import pytest
 from av.audio.stream import AudioStream
 
+from tasks.media import sandbox
 from tasks.media.decode import (
     FORMATS,
     MAX_PEAK_PAIRS,
@@ -34,15 +37,14 @@ from tasks.media.decode import (
     NotAudio,
     Peaks,
     _PeakAccumulator,
-    _run_isolated,
     base_samples_per_pixel,
     build_peaks,
-    decode_audio,
     encode_peaks,
     frame_to_float,
     parse_peaks,
     sniff_not_media,
 )
+from tasks.media.sandbox import decode_audio, run_isolated
 from tests import decode_children as children
 from tests.provider import make_wav
 
@@ -133,7 +135,7 @@ def make(case: Case, path: Path, seconds: float = 2.0, channels: int | None = No
 
 
 def decode(path: Path) -> DecodedMedia:
-    return decode_audio(path, max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
+    return decode_audio(path, business_id="biz", max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
 
 
 def refusal(path: Path) -> str:
@@ -483,7 +485,7 @@ def test_a_decode_past_its_time_budget_is_killed_and_the_caller_goes_on(tmp_path
     long_wav = write_wav(tmp_path / "long.wav", np.tile(tone(1.0, 8000), 600)[None, :], 8000)  # 10 minutes
     started = time.monotonic()
     with pytest.raises(DecodeFailed) as info:
-        decode_audio(long_wav, max_seconds=0.001, max_memory_bytes=256 << 20)
+        decode_audio(long_wav, business_id="biz", max_seconds=0.001, max_memory_bytes=256 << 20)
     assert time.monotonic() - started < 5
     assert info.value.reason == "timeout"
     assert str(info.value) == "decode failed (timeout): the decoder ran past its 0.001 s budget and was killed"
@@ -493,7 +495,7 @@ def test_a_decode_past_its_time_budget_is_killed_and_the_caller_goes_on(tmp_path
 def test_a_hung_child_is_killed_at_its_deadline_and_reaped(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     with pytest.raises(DecodeFailed) as info:
-        _run_isolated(children.hang, (str(pid_file),), max_seconds=2.0, max_memory_bytes=64 << 20)
+        run_isolated(children.hang, (str(pid_file),), max_seconds=2.0, max_memory_bytes=64 << 20)
     assert info.value.reason == "timeout"
     pid = int(pid_file.read_text())
     assert pid != os.getpid()
@@ -507,27 +509,27 @@ def test_a_hung_child_is_killed_at_its_deadline_and_reaped(tmp_path: Path) -> No
 ])
 def test_a_child_killed_by_a_signal_fails_the_attempt(signum: int, detail: str, tmp_path: Path) -> None:
     with pytest.raises(DecodeFailed) as info:
-        _run_isolated(children.kill_self, (signum,), max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
+        run_isolated(children.kill_self, (signum,), max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
     assert (info.value.reason, info.value.detail) == ("signal", detail)
     assert decode(write_wav(tmp_path / "after.wav", tone(0.5, 8000)[None, :], 8000)).sample_count == 4000
 
 
 def test_a_child_over_its_memory_limit_fails_the_attempt() -> None:
     with pytest.raises(DecodeFailed) as info:
-        _run_isolated(children.allocate, (1 << 30,), max_seconds=30, max_memory_bytes=64 << 20)
+        run_isolated(children.allocate, (1 << 30,), max_seconds=30, max_memory_bytes=64 << 20)
     assert info.value.reason == "memory"
-    assert _run_isolated(children.allocate, (16 << 20,), max_seconds=30, max_memory_bytes=64 << 20) == 16 << 20
+    assert run_isolated(children.allocate, (16 << 20,), max_seconds=30, max_memory_bytes=64 << 20) == 16 << 20
 
 
 def test_a_child_that_exits_without_answering_fails_the_attempt() -> None:
     with pytest.raises(DecodeFailed) as info:
-        _run_isolated(children.exit_quietly, (0,), max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
+        run_isolated(children.exit_quietly, (0,), max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
     assert (info.value.reason, info.value.detail) == ("exit", "the decoder exited with code 0 without an answer")
 
 
 def test_an_unexpected_error_in_the_child_fails_the_attempt() -> None:
     with pytest.raises(DecodeFailed) as info:
-        _run_isolated(children.fail, (), max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
+        run_isolated(children.fail, (), max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
     assert (info.value.reason, info.value.detail) == ("error", "RuntimeError: a decoder bug")
 
 
@@ -542,6 +544,76 @@ def test_errors_survive_pickling_as_celery_results_do() -> None:
 def test_budgets_must_be_positive(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "a.wav", tone(0.1, 8000)[None, :], 8000)
     with pytest.raises(ValueError):
-        decode_audio(path, max_seconds=0, max_memory_bytes=1 << 20)
+        decode_audio(path, business_id="biz", max_seconds=0, max_memory_bytes=1 << 20)
     with pytest.raises(ValueError):
-        decode_audio(path, max_seconds=1, max_memory_bytes=0)
+        decode_audio(path, business_id="biz", max_seconds=1, max_memory_bytes=0)
+
+
+# --- decoders reused per business ----------------------------------------------------------------------------
+
+
+def _idle_pids(business_id: str) -> list[int | None]:
+    return [d.pid for d in sandbox._pool.idle.get((business_id, MAX_MEMORY), [])]
+
+
+def test_a_decoder_is_reused_by_its_business_only_and_retired_after_a_refusal(tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "a.wav", tone(0.2, 8000)[None, :], 8000)
+    sandbox._pool.close()
+    decode(wav)
+    [first] = _idle_pids("biz")
+    assert first is not None and first != os.getpid() and psutil.pid_exists(first)
+    decode(wav)
+    assert _idle_pids("biz") == [first]  # the same process decoded again
+    decode_audio(wav, business_id="other", max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
+    [others] = _idle_pids("other")
+    assert others != first  # another business never gets it
+    # A body the decoder refuses (not caught by the sniffing in the worker) retires the decoder that read it.
+    garbage = tmp_path / "garbage.mp3"
+    garbage.write_bytes(b"\xff\xfb\x90\x00" + os.urandom(4000))
+    with pytest.raises(NotAudio):
+        decode(garbage)
+    assert _idle_pids("biz") == []
+    assert not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE
+    decode(wav)
+    assert _idle_pids("biz") not in ([], [first])
+
+
+def test_a_decoder_is_retired_after_its_last_use_and_a_dead_one_is_replaced(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    wav = write_wav(tmp_path / "a.wav", tone(0.2, 8000)[None, :], 8000)
+    sandbox._pool.close()
+    monkeypatch.setattr(sandbox, "MAX_USES", 2)
+    decode(wav)
+    [first] = _idle_pids("biz")
+    decode(wav)  # its second and last use
+    assert _idle_pids("biz") == []
+    wait_gone = time.monotonic() + 10
+    while psutil.pid_exists(first) and psutil.Process(first).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < wait_gone, "the retired decoder is still running"
+        time.sleep(0.05)
+    decode(wav)
+    [second] = _idle_pids("biz")
+    assert second != first
+    os.kill(second, signal.SIGKILL)  # an idle decoder dies (the OOM killer, an operator)
+    assert decode(wav).sample_count == 1600  # a new one decodes; the dead one is not asked
+    [third] = _idle_pids("biz")
+    assert third not in (first, second)
+
+
+def _decode_in_daemon(path: str, answers: Any) -> None:
+    media = decode_audio(Path(path), business_id="biz", max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
+    answers.put((media.format, media.sample_count, [d.pid for d in sandbox._pool.idle[("biz", MAX_MEMORY)]]))
+
+
+def test_a_daemonic_process_decodes_in_a_decoder_interpreter_of_its_own(tmp_path: Path) -> None:
+    """A Celery prefork pool child is daemonic: multiprocessing refuses it children, so its decoder is a new
+    interpreter (``python -m tasks.media.sandbox``), answering the same way."""
+    wav = write_wav(tmp_path / "a.wav", tone(0.2, 8000)[None, :], 8000)
+    ctx = multiprocessing.get_context("fork")
+    answers = ctx.Queue()
+    proc = ctx.Process(target=_decode_in_daemon, args=(str(wav), answers), daemon=True)
+    proc.start()
+    fmt, samples, pids = answers.get(timeout=60)
+    proc.join(30)
+    assert (fmt, samples, proc.exitcode) == ("wav", 1600, 0)
+    assert len(pids) == 1 and pids[0] not in (proc.pid, os.getpid())

@@ -22,46 +22,21 @@ them: it decodes every frame of the file and derives what the player needs from 
 - Peaks (min/max per channel per pixel, audiowaveform's binary .dat version 2, 8-bit) are computed in the same pass
   from the decoded frames, without resampling: see ``encode_peaks`` and ``parse_peaks``.
 
-FFmpeg parses hostile input in C. A crash, a runaway allocation or an endless loop in it must cost one attempt,
-never the Celery worker that asked, so ``decode_audio`` runs the decode in a child process forked from
-multiprocessing's forkserver, which this module asks to preload itself (and with it PyAV and numpy): a fork from it
-costs about 20 ms where a fresh interpreter importing PyAV and numpy costs 0.3 s or more, and the child inherits none
-of the worker's threads, locks or sockets. The child caps its own address space (``RLIMIT_AS``: its size after the
-fork plus ``max_memory_bytes``), its CPU time (a backstop that ends an orphan whose parent died) and its core
-dumps; the parent waits at most ``max_seconds`` for the answer and then kills the child. The forkserver is shared
-by the whole process, and its preload list is set once, here. As with any start method but fork, the process's main
-module must be importable without side effects (the ``if __name__ == "__main__"`` idiom; Celery's and pytest's
-are). Linux only: the child reads its size from /proc.
-
-Failures of the attempt rather than of the body raise ``DecodeFailed``: the child timed out, ran out of memory,
-died by a signal or exited without answering. They are transient: the machine may have been loaded or short of
-memory, or the worker shutting down, so the caller may retry; a body that crashes or outgrows the decoder every time
-fails every attempt and so exhausts the caller's attempt budget instead of being refused on a first, possibly
-unlucky, try.
+FFmpeg parses hostile input in C: the worker runs this module's ``decode_in_process`` only in a decoder process
+under limits (:mod:`tasks.media.sandbox`), whose failures (a timeout, memory, a crash) raise ``DecodeFailed``, a
+transient error: the machine may have been loaded or short of memory, so the caller may retry; a body that
+crashes or outgrows the decoder every time exhausts the caller's attempt budget instead of being refused on a
+first, possibly unlucky, try.
 """
 
 from __future__ import annotations
 
-import base64
 import codecs
-import dataclasses
-import json
 import logging
 import math
-import multiprocessing
-import os
-import resource
-import signal
 import struct
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.connection import wait as wait_readable
-from multiprocessing.context import ForkServerContext, ForkServerProcess
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, BinaryIO
@@ -98,7 +73,7 @@ PEAKS_FLAG_8BIT = 1
 MAX_CHANNELS = 8
 SAMPLE_RATE_RANGE = (1_000, 768_000)
 _PEAKS_HEADER = struct.Struct("<iIiiIi")  # version, flags, sample_rate, samples_per_pixel, length, channels
-_SNIFF_BYTES = 1024
+SNIFF_BYTES = 1024
 _TEXT_CONTROLS = frozenset(b"\t\n\v\f\r\x1b")
 _ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: cover art, not a video
 _IMAGE_CODECS = frozenset({"png", "mjpeg", "bmp", "gif", "webp", "tiff", "jpeg2000", "jpegls"})
@@ -111,7 +86,6 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (  # (offset, bytes, what) of the m
     (4, b"ftyp", "an MP4/M4A file"),
 )
 _PIXELS_PER_FLUSH = 64
-_JOIN_GRACE_SECONDS = 5.0
 
 
 class NotAudio(Exception):
@@ -355,7 +329,7 @@ def sniff_not_media(head: bytes) -> str | None:
     """
     if not head:
         return "an empty file"
-    text = _text_of(head[:_SNIFF_BYTES])
+    text = _text_of(head[:SNIFF_BYTES])
     if text is None:
         return None
     start = text.lstrip().lower()
@@ -568,7 +542,7 @@ def decode_in_process(path: Path) -> DecodedMedia:
         OSError: the file could not be read.
     """
     with path.open("rb") as f:
-        head = f.read(_SNIFF_BYTES)
+        head = f.read(SNIFF_BYTES)
     what = sniff_not_media(head)
     if what is not None:
         raise NotAudio(what)
@@ -667,215 +641,3 @@ def _describe_unreadable(head: bytes, exc: av.error.FFmpegError) -> str:
 
 def _ffmpeg_message(exc: av.error.FFmpegError) -> str:
     return str(getattr(exc, "strerror", None) or exc)
-
-
-# --- isolation: a forkserver child under limits ----------------------------------------------------------------
-
-_THIS_MODULE = __spec__.name if __spec__ is not None else __name__
-_context_lock = threading.Lock()
-_context: ForkServerContext | None = None
-
-
-def _mp_context() -> ForkServerContext:
-    """The forkserver context, its server told (once, before it starts) to preload this module."""
-    global _context
-    with _context_lock:
-        if _context is None:
-            ctx = multiprocessing.get_context("forkserver")
-            # '__main__' as multiprocessing's default does, so that each child need not import the main module anew.
-            ctx.set_forkserver_preload(["__main__", _THIS_MODULE])
-            _context = ctx
-        return _context
-
-
-def _address_space_bytes() -> int:
-    """This process's current virtual size (Linux)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _lower_limit(which: int, soft: int, hard: int) -> None:
-    _, current_hard = resource.getrlimit(which)
-    if current_hard != resource.RLIM_INFINITY:
-        soft, hard = min(soft, current_hard), min(hard, current_hard)
-    resource.setrlimit(which, (soft, hard))
-
-
-def _apply_limits(max_seconds: float, max_memory_bytes: int) -> None:
-    limit = _address_space_bytes() + max_memory_bytes
-    _lower_limit(resource.RLIMIT_AS, limit, limit)
-    cpu = math.ceil(max_seconds) + 1  # the parent's wall clock kills first; this ends an orphan
-    _lower_limit(resource.RLIMIT_CPU, cpu, cpu + 1)
-    _lower_limit(resource.RLIMIT_CORE, 0, 0)
-
-
-def _child_main(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...],
-                max_seconds: float, max_memory_bytes: int) -> None:
-    """The child: limits, then ``fn(*args)``; sends one message: ("ok", value), ("not_audio", what) or
-    ("failed", reason, detail)."""
-    message: tuple[Any, ...]
-    try:
-        _apply_limits(max_seconds, max_memory_bytes)
-        message = ("ok", fn(*args))
-    except NotAudio as exc:
-        message = ("not_audio", exc.what)
-    except MemoryError as exc:
-        message = ("failed", "memory", f"the decoder ran out of its {max_memory_bytes} bytes of memory ({exc!r})")
-    except Exception as exc:
-        message = ("failed", "error", f"{type(exc).__name__}: {exc}")
-    try:
-        conn.send(message)
-    except MemoryError:
-        os._exit(3)  # no memory left to say why: the parent reports an exit without an answer
-    conn.close()
-
-
-def _run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], *, max_seconds: float,
-                  max_memory_bytes: int) -> Any:
-    """``fn(*args)`` in a forkserver child under an address-space limit and a wall-clock deadline.
-
-    ``fn`` must be importable by name (a module-level function), as must its result.
-
-    Raises:
-        NotAudio: ``fn`` raised it.
-        DecodeFailed: the child ran out of time or memory, died, or raised anything else.
-    """
-    if max_seconds <= 0 or max_memory_bytes <= 0:
-        raise ValueError(f"max_seconds ({max_seconds}) and max_memory_bytes ({max_memory_bytes}) must be positive")
-    ctx = _mp_context()
-    reader, writer = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(writer, fn, args, max_seconds, max_memory_bytes),
-                       name="recplay-decode", daemon=True)
-    try:
-        proc.start()
-        writer.close()
-        message = _await_message(reader, proc, time.monotonic() + max_seconds, max_seconds)
-    finally:
-        reader.close()
-        _reap(proc)
-    if message[0] == "ok":
-        return message[1]
-    if message[0] == "not_audio":
-        raise NotAudio(message[1])
-    raise DecodeFailed(message[1], message[2])
-
-
-def _await_message(reader: Connection, proc: ForkServerProcess, deadline: float,
-                   max_seconds: float) -> tuple[Any, ...]:
-    """The child's message, or DecodeFailed when the deadline passes or the child dies without one.
-
-    Only the child holds the pipe's write end, so a dead child leaves the reader at end of file: readable, and
-    ``recv`` raises EOFError once any message it sent before dying has been read.
-    """
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            proc.kill()
-            raise DecodeFailed("timeout", f"the decoder ran past its {max_seconds:g} s budget and was killed")
-        if wait_readable([reader], timeout=remaining):
-            try:
-                return tuple(reader.recv())
-            except EOFError:
-                proc.join(_JOIN_GRACE_SECONDS)
-                raise DecodeFailed(*_describe_exit(proc.exitcode)) from None
-
-
-def _describe_exit(exitcode: int | None) -> tuple[str, str]:
-    if exitcode is not None and exitcode < 0:
-        name = signal.Signals(-exitcode).name
-        cause = {"SIGKILL": " (a memory or time limit, the OOM killer or an operator)",
-                 "SIGXCPU": " (its CPU time limit)"}.get(name, "")
-        return "signal", f"the decoder died by {name}{cause}"
-    return "exit", f"the decoder exited with code {exitcode} without an answer"
-
-
-def _reap(proc: ForkServerProcess) -> None:
-    """Join the child, killing it if it lingers; never leaves a zombie or a running decoder behind."""
-    if proc.pid is None:
-        return
-    proc.join(_JOIN_GRACE_SECONDS)
-    if proc.exitcode is None:
-        proc.kill()
-        proc.join()
-    proc.close()
-
-
-def decode_audio(path: Path, *, max_seconds: float, max_memory_bytes: int) -> DecodedMedia:
-    """Prove that ``path`` is audio in an allowed format by decoding all of it, in a child process under limits.
-
-    Args:
-        path: the downloaded body, complete.
-        max_seconds: wall-clock budget of the child, from its fork to its answer; the child is killed past it.
-        max_memory_bytes: memory the child may add to its size at fork (its ``RLIMIT_AS`` is the sum).
-
-    Returns:
-        The detected format, its content type and extension, the decoded duration and shape, and the peaks.
-
-    Raises:
-        NotAudio: permanent; the body is not audio we serve (see the module docstring).
-        DecodeFailed: transient; the attempt failed (timeout, memory, a signal, an exit without answer, an error).
-        OSError: ``path`` cannot be read by this process, or no child process could be started.
-    """
-    started = time.monotonic()
-    with path.open("rb") as f:
-        what = sniff_not_media(f.read(_SNIFF_BYTES))  # the commonest junk costs no child
-    try:
-        if what is not None:
-            raise NotAudio(what)
-        media: DecodedMedia
-        if multiprocessing.current_process().daemon:
-            # A daemonic process (a Celery prefork pool child) may not start multiprocessing children.
-            media = _run_in_subprocess(path, max_seconds=max_seconds, max_memory_bytes=max_memory_bytes)
-        else:
-            media = _run_isolated(decode_in_process, (path,), max_seconds=max_seconds,
-                                  max_memory_bytes=max_memory_bytes)
-    except NotAudio as exc:
-        log.info("refused %s: %s", path.name, exc)
-        raise
-    except DecodeFailed as exc:
-        log.warning("decode of %s failed: %s", path.name, exc)
-        raise
-    log.info("decoded %s: %s %s, %.2f s, %d ch at %d Hz, in %.3f s", path.name, media.format, media.codec,
-             media.duration_seconds, media.channels, media.sample_rate, time.monotonic() - started)
-    return media
-
-
-def _run_in_subprocess(path: Path, *, max_seconds: float, max_memory_bytes: int) -> DecodedMedia:
-    """``decode_in_process(path)`` in a new interpreter (``python -m tasks.media.decode``), under the same limits;
-    its answer comes back as JSON (never a pickle: the child runs hostile input)."""
-    cmd = [sys.executable, "-m", _THIS_MODULE, str(path), repr(max_seconds), str(max_memory_bytes)]
-    try:
-        done = subprocess.run(cmd, capture_output=True, timeout=max_seconds, check=False)
-    except subprocess.TimeoutExpired:
-        raise DecodeFailed("timeout", f"the decoder ran past its {max_seconds:g} s budget and was killed") from None
-    if done.returncode != 0 or not done.stdout:
-        raise DecodeFailed(*_describe_exit(done.returncode))
-    answer = json.loads(done.stdout)
-    if "not_audio" in answer:
-        raise NotAudio(answer["not_audio"])
-    if "failed" in answer:
-        raise DecodeFailed(*answer["failed"])
-    fields = answer["ok"]
-    return DecodedMedia(**{**fields, "peaks": base64.b64decode(fields["peaks"])})
-
-
-def _subprocess_main(argv: list[str]) -> int:
-    """The child of :func:`_run_in_subprocess`: limits, decode, one JSON answer on stdout."""
-    path, max_seconds, max_memory_bytes = Path(argv[0]), float(argv[1]), int(argv[2])
-    answer: dict[str, Any]
-    try:
-        _apply_limits(max_seconds, max_memory_bytes)
-        media = decode_in_process(path)
-        answer = {"ok": {**dataclasses.asdict(media), "peaks": base64.b64encode(media.peaks).decode()}}
-    except NotAudio as exc:
-        answer = {"not_audio": exc.what}
-    except MemoryError as exc:
-        answer = {"failed": ["memory", f"the decoder ran out of its {max_memory_bytes} bytes of memory ({exc!r})"]}
-    except Exception as exc:
-        answer = {"failed": ["error", f"{type(exc).__name__}: {exc}"]}
-    sys.stdout.write(json.dumps(answer))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_subprocess_main(sys.argv[1:]))

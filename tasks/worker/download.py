@@ -20,10 +20,11 @@ from tasks.catalog.models import READY, RecordingRow
 from tasks.catalog.queries import Catalog
 from tasks.dispatch import send_download, send_handed
 from tasks.errors import LeaseLost, ProviderError
-from tasks.media.decode import DecodedMedia, DecodeFailed, NotAudio, decode_audio
+from tasks.media.decode import DecodedMedia, DecodeFailed, NotAudio
 from tasks.media.http import Fetcher, new_session
 from tasks.media.local import Written
 from tasks.media.providers import fetch_recording
+from tasks.media.sandbox import decode_audio
 from tasks.media.store import Store, media_store
 from tasks.settings import Settings
 from tasks.slots import events, keys
@@ -81,15 +82,16 @@ class Heartbeat:
                               self.slots.business_id, self.call_sid)
 
 
-def decode(written: Written, settings: Settings) -> DecodedMedia:
-    """Decode the downloaded file through, in a bounded child process (:mod:`tasks.media.decode`).
+def decode(written: Written, settings: Settings, business_id: str) -> DecodedMedia:
+    """Decode the downloaded file through, in a decoder process of the business under limits
+    (:mod:`tasks.media.sandbox`).
 
     Raises:
         ProviderError: permanent when the body is no audio, or audio cut short; transient when the decoder ran
             out of time or memory, or crashed (a body that always does uses up the job's attempts).
     """
     try:
-        return decode_audio(written.temp_path, max_seconds=settings.decode_seconds,
+        return decode_audio(written.temp_path, business_id=business_id, max_seconds=settings.decode_seconds,
                             max_memory_bytes=settings.decode_memory_bytes)
     except NotAudio as exc:
         raise ProviderError(str(exc), permanent=True) from exc
@@ -182,7 +184,7 @@ class Attempt:
         try:
             with beat:
                 written = fetch_recording(_fetcher(settings), catalog, rec, partial, stop=beat.lost)
-                media = decode(written, settings)
+                media = decode(written, settings, self.business_id)
             written = dataclasses.replace(written, content_type=media.content_type)
             if beat.lost.is_set():
                 raise LeaseLost("slot lease lost during the download")
@@ -246,7 +248,7 @@ class Attempt:
         try:
             with store.local_copy(rec.file_path) as path:
                 media = decode(Written(path, rec.size_bytes or 0, rec.sha256 or "", rec.content_type or ""),
-                               self.settings)
+                               self.settings, self.business_id)
         except ProviderError as exc:
             if not exc.permanent:
                 raise
