@@ -69,7 +69,7 @@ def write_mp3(path: Path, seconds: float) -> Path:
 
 def timed(path: Path) -> tuple[float, DecodedMedia]:
     started = time.perf_counter()
-    media = decode_audio(path, business_id="bench", max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
+    media = decode_audio(path, max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
     return time.perf_counter() - started, media
 
 

@@ -135,7 +135,7 @@ def make(case: Case, path: Path, seconds: float = 2.0, channels: int | None = No
 
 
 def decode(path: Path) -> DecodedMedia:
-    return decode_audio(path, business_id="biz", max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
+    return decode_audio(path, max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
 
 
 def refusal(path: Path) -> str:
@@ -485,7 +485,7 @@ def test_a_decode_past_its_time_budget_is_killed_and_the_caller_goes_on(tmp_path
     long_wav = write_wav(tmp_path / "long.wav", np.tile(tone(1.0, 8000), 600)[None, :], 8000)  # 10 minutes
     started = time.monotonic()
     with pytest.raises(DecodeFailed) as info:
-        decode_audio(long_wav, business_id="biz", max_seconds=0.001, max_memory_bytes=256 << 20)
+        decode_audio(long_wav, max_seconds=0.001, max_memory_bytes=256 << 20)
     assert time.monotonic() - started < 5
     assert info.value.reason == "timeout"
     assert str(info.value) == "decode failed (timeout): the decoder ran past its 0.001 s budget and was killed"
@@ -544,38 +544,39 @@ def test_errors_survive_pickling_as_celery_results_do() -> None:
 def test_budgets_must_be_positive(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "a.wav", tone(0.1, 8000)[None, :], 8000)
     with pytest.raises(ValueError):
-        decode_audio(path, business_id="biz", max_seconds=0, max_memory_bytes=1 << 20)
+        decode_audio(path, max_seconds=0, max_memory_bytes=1 << 20)
     with pytest.raises(ValueError):
-        decode_audio(path, business_id="biz", max_seconds=1, max_memory_bytes=0)
+        decode_audio(path, max_seconds=1, max_memory_bytes=0)
 
 
-# --- decoders reused per business ----------------------------------------------------------------------------
+# --- decoders reused ---------------------------------------------------------------------------------------------
 
 
-def _idle_pids(business_id: str) -> list[int | None]:
-    return [d.pid for d in sandbox._pool.idle.get((business_id, MAX_MEMORY), [])]
+def _idle_pids() -> list[int]:
+    return [d.pid for d in sandbox._pool.idle.get(MAX_MEMORY, [])]
 
 
-def test_a_decoder_is_reused_by_its_business_only_and_retired_after_a_refusal(tmp_path: Path) -> None:
+def _gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_decoder_is_reused_and_retired_after_a_refusal(tmp_path: Path) -> None:
     wav = write_wav(tmp_path / "a.wav", tone(0.2, 8000)[None, :], 8000)
     sandbox._pool.close()
     decode(wav)
-    [first] = _idle_pids("biz")
-    assert first is not None and first != os.getpid() and psutil.pid_exists(first)
+    [first] = _idle_pids()
+    assert first != os.getpid() and psutil.pid_exists(first)
     decode(wav)
-    assert _idle_pids("biz") == [first]  # the same process decoded again
-    decode_audio(wav, business_id="other", max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
-    [others] = _idle_pids("other")
-    assert others != first  # another business never gets it
-    # A body the decoder refuses (not caught by the sniffing in the worker) retires the decoder that read it.
+    assert _idle_pids() == [first]  # the same process decoded again
+    # A body the decoder refuses (not caught by the sniffing before it) retires the decoder that read it.
     garbage = tmp_path / "garbage.mp3"
     garbage.write_bytes(b"\xff\xfb\x90\x00" + os.urandom(4000))
     with pytest.raises(NotAudio):
         decode(garbage)
-    assert _idle_pids("biz") == []
-    assert not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE
+    assert _idle_pids() == []
+    assert _gone(first)
     decode(wav)
-    assert _idle_pids("biz") not in ([], [first])
+    assert _idle_pids() not in ([], [first])
 
 
 def test_a_decoder_is_retired_after_its_last_use_and_a_dead_one_is_replaced(tmp_path: Path,
@@ -584,25 +585,35 @@ def test_a_decoder_is_retired_after_its_last_use_and_a_dead_one_is_replaced(tmp_
     sandbox._pool.close()
     monkeypatch.setattr(sandbox, "MAX_USES", 2)
     decode(wav)
-    [first] = _idle_pids("biz")
+    [first] = _idle_pids()
     decode(wav)  # its second and last use
-    assert _idle_pids("biz") == []
-    wait_gone = time.monotonic() + 10
-    while psutil.pid_exists(first) and psutil.Process(first).status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < wait_gone, "the retired decoder is still running"
-        time.sleep(0.05)
+    assert _idle_pids() == []
+    assert _gone(first)
     decode(wav)
-    [second] = _idle_pids("biz")
+    [second] = _idle_pids()
     assert second != first
     os.kill(second, signal.SIGKILL)  # an idle decoder dies (the OOM killer, an operator)
-    assert decode(wav).sample_count == 1600  # a new one decodes; the dead one is not asked
-    [third] = _idle_pids("biz")
+    assert decode(wav).sample_count == 1600  # a new one decodes; the dead one's end is not this decode's
+    [third] = _idle_pids()
     assert third not in (first, second)
 
 
+def test_decoders_taken_at_once_are_distinct_and_idle_ones_are_kept_up_to_the_cap(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sandbox._pool.close()
+    monkeypatch.setattr(sandbox, "MAX_IDLE", 3)
+    taken = [sandbox._pool.take(MAX_MEMORY) for _ in range(5)]  # five decodes at once
+    assert len({d.pid for d in taken}) == 5
+    for decoder in taken:
+        sandbox._pool.give_back(decoder)
+    kept = _idle_pids()
+    assert len(kept) == 3 and set(kept) <= {d.pid for d in taken}
+    assert sum(_gone(d.pid) for d in taken) == 2  # the two least recently used
+
+
 def _decode_in_daemon(path: str, answers: Any) -> None:
-    media = decode_audio(Path(path), business_id="biz", max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
-    answers.put((media.format, media.sample_count, [d.pid for d in sandbox._pool.idle[("biz", MAX_MEMORY)]]))
+    media = decode_audio(Path(path), max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
+    answers.put((media.format, media.sample_count, [d.pid for d in sandbox._pool.idle[MAX_MEMORY]]))
 
 
 def test_a_daemonic_process_decodes_in_a_decoder_interpreter_of_its_own(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Decoders in processes of their own, under limits, each reused for one business.
+"""Decoders in processes of their own, under limits, reused.
 
 FFmpeg parses hostile input in C (:mod:`tasks.media.decode`). A crash, a runaway allocation or an endless loop in
 it must cost one attempt, never the Celery worker that asked, so :func:`decode_audio` sends the decode to a
@@ -13,9 +13,12 @@ decoder process:
   dumps once; its CPU time before each decode (a backstop that ends an orphan whose parent died). The caller
   waits at most ``max_seconds`` for each answer and then kills the process.
 - Reused: starting a process per decode cost about 14 ms of CPU against 0.4 ms for decoding a short call, most of
-  a recording's CPU in the worker. A decoder serves one business only, so a body that took a decoder over sees
-  nothing but its own business's recordings; it serves at most :data:`MAX_USES` decodes, is retired after any
-  answer but a decoded recording (a refusal, an error, a timeout), and after :data:`IDLE_SECONDS` without work.
+  a recording's CPU in the worker. A decoder serves at most :data:`MAX_USES` decodes, is retired after any answer
+  but a decoded recording (a refusal, an error, a timeout), and after :data:`IDLE_SECONDS` without work.
+- What it is not: a boundary against code that an exploit of FFmpeg would run. The decoder runs as the worker's
+  user, with its files and its environment in reach, whether it serves one decode or many (a decoder per business
+  was tried: with many businesses it is a new process for nearly every download, and it kept nothing out that
+  the same user could not read anyway). That boundary needs another user, namespaces or seccomp around it.
 - Answers are JSON in both directions, never a pickle: the process ran hostile input.
 
 Failures of the attempt rather than of the body raise ``DecodeFailed``: the decoder timed out, ran out of memory,
@@ -184,6 +187,7 @@ class Decoder:
             finally:
                 child_reader.close()
                 child_writer.close()
+        self.pid: int = self._proc.pid
 
     def _start_interpreter(self) -> None:
         child_reader, writer = os.pipe()
@@ -200,10 +204,6 @@ class Decoder:
             os.close(child_reader)
             os.close(child_writer)
         self.reader, self.writer = Connection(reader, writable=False), Connection(writer, readable=False)
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid
 
     def alive(self) -> bool:
         if self.exitcode is not None or self._closed:
@@ -294,22 +294,22 @@ class Decoder:
 
 
 class DecoderPool:
-    """The idle decoders of this process, by business and memory budget."""
+    """The idle decoders of this process, by memory budget."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.idle: dict[tuple[str, int], list[Decoder]] = {}
+        self.idle: dict[int, list[Decoder]] = {}
         self.pid = os.getpid()
 
-    def take(self, business_id: str, max_memory_bytes: int) -> Decoder:
-        """An idle decoder of the business that is still alive, or a new one."""
+    def take(self, max_memory_bytes: int) -> Decoder:
+        """An idle decoder that is still alive, or a new one."""
         retired: list[Decoder] = []
         found = None
         with self.lock:
             if self.pid != os.getpid():  # a forked child (a prefork pool process): the decoders are the parent's
                 self.idle, self.pid = {}, os.getpid()
             retired = self._expired()
-            waiting = self.idle.get((business_id, max_memory_bytes), [])
+            waiting = self.idle.get(max_memory_bytes, [])
             while waiting and found is None:
                 candidate = waiting.pop()
                 if candidate.alive():
@@ -320,12 +320,12 @@ class DecoderPool:
             decoder.close()
         return found or Decoder(max_memory_bytes)
 
-    def give_back(self, business_id: str, decoder: Decoder) -> None:
+    def give_back(self, decoder: Decoder) -> None:
         if decoder.uses >= MAX_USES or self.pid != os.getpid():
             decoder.close()
             return
         with self.lock:
-            self.idle.setdefault((business_id, decoder.max_memory_bytes), []).append(decoder)
+            self.idle.setdefault(decoder.max_memory_bytes, []).append(decoder)
             retired = self._expired()
             everyone = sorted((d.last_used, id(d), key) for key, ds in self.idle.items() for d in ds)
             for _, ident, key in everyone[:max(0, len(everyone) - MAX_IDLE)]:
@@ -357,12 +357,11 @@ _pool = DecoderPool()
 atexit.register(_pool.close)
 
 
-def decode_audio(path: Path, *, business_id: str, max_seconds: float, max_memory_bytes: int) -> DecodedMedia:
-    """Prove that ``path`` is audio in an allowed format by decoding all of it, in a decoder of ``business_id``.
+def decode_audio(path: Path, *, max_seconds: float, max_memory_bytes: int) -> DecodedMedia:
+    """Prove that ``path`` is audio in an allowed format by decoding all of it, in a decoder process.
 
     Args:
         path: the downloaded body, complete.
-        business_id: whose body it is (a decoder serves one business).
         max_seconds: wall-clock budget of the decode; the decoder is killed past it.
         max_memory_bytes: memory the decoder may add to its size when it started (its ``RLIMIT_AS`` is the sum).
 
@@ -382,7 +381,7 @@ def decode_audio(path: Path, *, business_id: str, max_seconds: float, max_memory
     try:
         if what is not None:
             raise NotAudio(what)
-        fields = _decode_in_pool(business_id, path, max_seconds, max_memory_bytes)
+        fields = _decode_in_pool(path, max_seconds, max_memory_bytes)
         media = DecodedMedia(**{**fields, "peaks": base64.b64decode(fields["peaks"])})
     except NotAudio as exc:
         log.info("refused %s: %s", path.name, exc)
@@ -395,11 +394,11 @@ def decode_audio(path: Path, *, business_id: str, max_seconds: float, max_memory
     return media
 
 
-def _decode_in_pool(business_id: str, path: Path, max_seconds: float, max_memory_bytes: int) -> Any:
-    """The decoded fields, from an idle decoder of the business or a new one. A reused decoder that died while
+def _decode_in_pool(path: Path, max_seconds: float, max_memory_bytes: int) -> Any:
+    """The decoded fields, from an idle decoder or a new one. A reused decoder that died while
     idle (the OOM killer, an operator) may not be seen dead yet when taken: if it ends without answering, a new
     decoder is asked once more."""
-    decoder = _pool.take(business_id, max_memory_bytes)
+    decoder = _pool.take(max_memory_bytes)
     reused = decoder.uses > 0
     try:
         fields = _ask(decoder, path, max_seconds)
@@ -409,7 +408,7 @@ def _decode_in_pool(business_id: str, path: Path, max_seconds: float, max_memory
         log.info("an idle decoder had died (%s); asking a new one", exc.detail)
         decoder = Decoder(max_memory_bytes)
         fields = _ask(decoder, path, max_seconds)
-    _pool.give_back(business_id, decoder)
+    _pool.give_back(decoder)
     return fields
 
 

@@ -82,16 +82,15 @@ class Heartbeat:
                               self.slots.business_id, self.call_sid)
 
 
-def decode(written: Written, settings: Settings, business_id: str) -> DecodedMedia:
-    """Decode the downloaded file through, in a decoder process of the business under limits
-    (:mod:`tasks.media.sandbox`).
+def decode(written: Written, settings: Settings) -> DecodedMedia:
+    """Decode the downloaded file through, in a decoder process under limits (:mod:`tasks.media.sandbox`).
 
     Raises:
         ProviderError: permanent when the body is no audio, or audio cut short; transient when the decoder ran
             out of time or memory, or crashed (a body that always does uses up the job's attempts).
     """
     try:
-        return decode_audio(written.temp_path, business_id=business_id, max_seconds=settings.decode_seconds,
+        return decode_audio(written.temp_path, max_seconds=settings.decode_seconds,
                             max_memory_bytes=settings.decode_memory_bytes)
     except NotAudio as exc:
         raise ProviderError(str(exc), permanent=True) from exc
@@ -184,7 +183,7 @@ class Attempt:
         try:
             with beat:
                 written = fetch_recording(_fetcher(settings), catalog, rec, partial, stop=beat.lost)
-                media = decode(written, settings, self.business_id)
+                media = decode(written, settings)
             written = dataclasses.replace(written, content_type=media.content_type)
             if beat.lost.is_set():
                 raise LeaseLost("slot lease lost during the download")
@@ -248,7 +247,7 @@ class Attempt:
         try:
             with store.local_copy(rec.file_path) as path:
                 media = decode(Written(path, rec.size_bytes or 0, rec.sha256 or "", rec.content_type or ""),
-                               self.settings, self.business_id)
+                               self.settings)
         except ProviderError as exc:
             if not exc.permanent:
                 raise
