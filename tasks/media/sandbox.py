@@ -158,8 +158,9 @@ def _mp_context() -> ForkServerContext:
     with _context_lock:
         if _context is None:
             ctx = multiprocessing.get_context("forkserver")
-            # '__main__' as multiprocessing's default does, so that each child need not import the main module anew.
-            ctx.set_forkserver_preload(["__main__", _THIS_MODULE])
+            # '__main__' as multiprocessing's default does, so that each child need not import the main module anew;
+            # tasks.media.warm imports this module and decodes once (lazy imports, first calls) before any fork.
+            ctx.set_forkserver_preload(["__main__", "tasks.media.warm"])
             _context = ctx
         return _context
 
