@@ -12,7 +12,7 @@ waiters.
 from __future__ import annotations
 
 from bench import harness
-from bench.scenario import Goal, Metric, Scenario, Values, every_run, invariant, remove, spec_file
+from bench.scenario import Goal, Metric, Scenario, Values, at_most, every_run, invariant, remove, spec_file
 
 RATE = 5 * harness.MIB  # provider bytes per second
 RANGE = {"Range": "bytes=0-65535"}
@@ -153,6 +153,8 @@ SCENARIO = Scenario(
         invariant("every recplay client served its 64 KiB (every run)",
                   lambda med, runs: all(r.get("served") == r.get("clients") for r in runs) if runs else None),
         Goal("provider downloads, nginx proxy_cache_lock == 1 (every run)", every_run("peer_downloads", 1)),
+        Goal("waiters' extra delay p50, recplay - nginx <= 0 (median)", at_most("p50_vs_peer", 0.0)),
+        Goal("waiters' extra delay p99, recplay - nginx <= 0 (median)", at_most("p99_vs_peer", 0.0)),
     ],
     run=run,
 )
