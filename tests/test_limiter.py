@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tasks.ops.sweeper import BATCH, sweep
-from tasks.slots import keys
+from tasks.slots import events, keys
 from tasks.slots.jobs import finish_job, get_job, request_job
 from tasks.slots.scripts import LUA_DIR, script
 from tasks.slots.semaphore import Acquired, BusinessSlots, Parked, Stale
@@ -76,6 +76,32 @@ def test_freed_slots_go_to_the_parked_jobs_in_arrival_order(slots, rclient, sett
             running[handed_sid] = got.fence
     assert started == parked
     assert slots.active() == 0 and slots.parked_count() == 0
+
+
+def test_taking_a_slot_announces_processing_with_the_message_publish_sends(slots, rclient, settings):
+    """acquire.lua publishes the `processing` change itself (no second round trip): the same message, field for
+    field, as tasks.slots.events.publish would send, and nothing when the job parks."""
+    pubsub = rclient.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.events(BIZ, "CA1"), keys.events(BIZ, "CA2"), keys.events(BIZ, "expected"))
+    slots.set_limit(1)
+    got = start(slots, rclient, settings, "CA1")
+    assert isinstance(got, Acquired) and got.fence > 10 ** 12
+    assert isinstance(start(slots, rclient, settings, "CA2"), Parked)
+    events.publish(rclient, BIZ, "expected", "processing", got.attempts, "", got.fence)
+    messages: list[dict] = []
+
+    def both() -> bool:
+        message = pubsub.get_message(timeout=0.1)
+        if message is not None:
+            messages.append(message)
+        return len(messages) >= 2
+
+    wait_for(both, 5, "the two messages")
+    [announced, expected] = messages
+    assert (announced["channel"], expected["channel"]) == (keys.events(BIZ, "CA1"), keys.events(BIZ, "expected"))
+    assert json.loads(announced["data"]) == json.loads(expected["data"]) == {
+        "status": "processing", "attempts": 1, "error": "", "fence": got.fence}
+    pubsub.close()
 
 
 def test_a_new_job_never_takes_a_free_slot_while_an_older_one_waits(slots, rclient, settings):
@@ -242,7 +268,7 @@ def test_every_key_a_script_touches_is_in_its_business_hash_slot():
     """Scripts name keys only through KEYS[n] or job_key_of (which derives from KEYS[1] and its hash tag), and
     every key the key module builds for a business carries the business's tag."""
     calls = re.compile(r"redis\.call\('([A-Z]+)',\s*(job_key_of\([a-z_\[\]0-9]+\)|[^,)]+)")
-    keyless = {"TIME"}
+    keyless = {"TIME", "PUBLISH"}  # a pub/sub channel is no key
     offenders = []
     for path in sorted(LUA_DIR.glob("*.lua")):
         for command, first in calls.findall(path.read_text()):

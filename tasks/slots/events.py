@@ -1,7 +1,8 @@
 """Job status changes over Redis pub/sub: one channel per (business_id, call_sid) (:func:`tasks.slots.keys.events`).
 
-Publishers (the API when it enqueues a job, the worker when an attempt takes its slot and when it finishes, the
-sweeper when it fails a job) call :func:`publish` right after the state change is stored. A message is
+Publishers (the API when it enqueues a job, the worker when an attempt finishes, the sweeper when it fails a job)
+call :func:`publish` right after the state change is stored; the acquire script announces an attempt taking its
+slot itself, with the same message (lua/acquire.lua). A message is
 ``{"status", "attempts", "error", "fence"}``; ``"deleted"`` says the recording is gone. A subscriber reads the
 state itself once subscribed (and again after its connection was lost), then follows the messages.
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import redis
 
 from tasks.settings import Settings
-from tasks.slots import events, keys
+from tasks.slots import keys
 from tasks.slots.client import now_ms
 from tasks.slots.scripts import script
 
@@ -95,11 +95,11 @@ class BusinessSlots:
 
     def acquire(self, call_sid: str, task_id: str, worker: str) -> Acquisition:
         reply = script(self.client, "acquire")(
-            keys=self.keys, args=[call_sid, task_id, worker, self._lease_ms, self.settings.max_concurrent],
+            keys=self.keys, args=[call_sid, task_id, worker, self._lease_ms, self.settings.max_concurrent,
+                                  keys.events(self.business_id, call_sid)],
         )
         kind = reply[0]
-        if kind == "slot":
-            events.publish(self.client, self.business_id, call_sid, "processing", int(reply[2]), "", int(reply[1]))
+        if kind == "slot":  # the script announced `processing` (tasks.slots.events) too
             return Acquired(fence=int(reply[1]), attempts=int(reply[2]))
         if kind == "parked":
             return Parked()

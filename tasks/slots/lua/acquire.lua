@@ -1,7 +1,7 @@
 -- acquire.lua: a job's task starts: turn its reservation into a lease, or take a free slot, or park the job.
 -- KEYS: as lib.lua.
 -- ARGV[1] call_sid   ARGV[2] task_id (must be the job's current one)   ARGV[3] worker name
--- ARGV[4] lease in ms   ARGV[5] default limit
+-- ARGV[4] lease in ms   ARGV[5] default limit   ARGV[6] the job's events channel (tasks/slots/keys.py events)
 -- Returns {"slot", fence, attempts} | {"parked"} | {"stale", reason}.
 -- A task without a reservation (a retry after its backoff, an old producer's message) takes a free slot only
 -- when no older job of its business waits; else it parks in arrival order and its worker is free at once.
@@ -58,4 +58,8 @@ redis.call('ZREM', KEYS[6], call_sid)
 local attempts = redis.call('HINCRBY', job_key, 'attempts', 1)
 redis.call('HSET', job_key, 'status', 'processing', 'fence', fence, 'worker', worker, 'started_at', now,
   'parked', '0')
+-- The change, announced here rather than in a second round trip: the message tasks/slots/events.py publish()
+-- sends for it (a channel is no key: this names no key outside the business's hash slot).
+redis.call('PUBLISH', ARGV[6], '{"status": "processing", "attempts": ' .. attempts .. ', "error": "", "fence": '
+  .. string.format('%d', tonumber(fence)) .. '}')
 return {'slot', tonumber(fence), attempts}
