@@ -29,6 +29,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Protocol
 
 #: More range-specs than this in one header and the header is ignored (RFC 9110 14.2 lets a server
@@ -306,6 +307,8 @@ def _digits_less(a: str, b: str) -> bool:
 
 def _coalesce(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Merge overlapping and adjacent ranges; each merged range takes the place of its first-asked member."""
+    if len(ranges) < 2:
+        return ranges  # nearly every request: nothing to merge
     order = sorted(range(len(ranges)), key=lambda index: ranges[index])
     merged: list[tuple[int, int, int]] = []  # first, last, position in the request
     for index in order:
@@ -403,8 +406,9 @@ def _whole_seconds(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(microsecond=0)
 
 
+@lru_cache(maxsize=1024)
 def _format_http_date(moment: datetime) -> str:
-    """IMF-fixdate, independent of the locale."""
+    """IMF-fixdate, independent of the locale; kept, as a recording's Last-Modified is sent with every range."""
     utc = moment.astimezone(UTC)
     return (
         f"{_DAYS[utc.weekday()]}, {utc.day:02d} {_MONTHS[utc.month - 1]} {utc.year:04d} "

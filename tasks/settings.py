@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -312,8 +312,9 @@ class Settings:
     def sqlite_path(self) -> Path:
         return self.data_dir / "recplay.db"
 
-    @property
+    @cached_property
     def media_dir(self) -> Path:
+        # Cached (as the derived link secret below): the API asks for it on every media link it answers.
         return self.data_dir / "media"
 
     def signing_key(self) -> str:
@@ -337,6 +338,10 @@ class Settings:
         """
         if self.media_link_secret:
             return self.media_link_secret
+        return self._derived_media_link_secret
+
+    @cached_property
+    def _derived_media_link_secret(self) -> str:
         return hmac.new(self.signing_key().encode(), b"recplay media links", hashlib.sha256).hexdigest()
 
 

@@ -4,10 +4,6 @@ shortened), or gunicorn with deploy/gunicorn.conf.py (gevent workers) for the ma
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,8 +16,9 @@ from werkzeug.serving import make_server
 from api import events as events_module
 from tasks.slots.client import get_redis
 from tasks.slots.events import hub_for, publish
-from tests.conftest import ROOT, free_port, token_for, wait_for
+from tests.conftest import token_for, wait_for
 from tests.provider import make_wav
+from tests.servers import Gunicorn
 from tests.sse import EventStream
 
 AUDIO = make_wav(0.5)
@@ -195,40 +192,6 @@ def test_a_play_scoped_token_gets_a_stream_and_a_manage_one_too(server, provider
             stream.close()
 
 
-class Gunicorn:
-    """``gunicorn 'api:create_app()'`` with deploy/gunicorn.conf.py, as docker-compose.yml runs it."""
-
-    def __init__(self, log: Path, workers: int = 2) -> None:
-        self.port = free_port()
-        env = {**os.environ, "GUNICORN_CMD_ARGS": "--config deploy/gunicorn.conf.py",
-               "RECPLAY_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": str(workers),
-               "PYTHONPATH": str(ROOT)}
-        self.log = log
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "api:create_app()"], cwd=ROOT, env=env,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        self.base = f"http://127.0.0.1:{self.port}"
-        wait_for(self._healthy, 60, "gunicorn to serve /healthz", interval=0.2)
-
-    def _healthy(self) -> bool:
-        assert self.proc.poll() is None, self.log.read_text()[-3000:]
-        try:
-            return requests.get(f"{self.base}/healthz", timeout=2).status_code == 200
-        except (requests.ConnectionError, requests.Timeout):
-            return False
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            # Quick shutdown: a graceful one (TERM) waits up to graceful_timeout for the clients' idle keep-alive
-            # connections, which this test has no reason to wait for.
-            os.killpg(self.proc.pid, signal.SIGQUIT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-
 @pytest.mark.slow
 def test_fifty_clients_waiting_on_gunicorn_all_get_ready_within_a_deadline_with_one_download(
         data_dir, procs, provider, tmp_path):
@@ -265,7 +228,7 @@ def test_fifty_clients_waiting_on_gunicorn_all_get_ready_within_a_deadline_with_
         slowest = max(s.times[-1] for s in opened) - released
         assert slowest < 5.0, f"the last client got `ready` {slowest:.2f}s after the download was let go"
         assert provider.downloads["/biz/CAherd.wav"] == 1
-        # The stream_url they got streams through gunicorn (sendfile of exactly the range asked for).
+        # The stream_url they got streams through gunicorn (exactly the range asked for).
         link = opened[0].events[-1]["stream_url"]
         part = requests.get(api.base + link, headers={"Range": "bytes=100-199"}, timeout=10)
         assert (part.status_code, part.content, part.headers["Content-Length"]) == (206, AUDIO[100:200], "100")

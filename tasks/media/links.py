@@ -23,6 +23,7 @@ import hmac
 import re
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 from tasks.errors import LinkExpired, LinkForged
 from tasks.media.types import FALLBACK, FORMATS
@@ -64,14 +65,17 @@ class MediaKey:
         return f"{self.call_sid}.{self.ext}"
 
 
+@lru_cache(maxsize=4096)
 def parse_key(key: str) -> MediaKey | None:
-    """The parts of a store key, or None when it is not one the local store writes."""
+    """The parts of a store key, or None when it is not one the local store writes. Kept, as
+    :func:`signature`: a player sends the same link for range after range."""
     match = _KEY.fullmatch(key)
     if match is None:
         return None
     return MediaKey(key, match["business_id"], match["call_sid"], int(match["recording_id"]), match["ext"])
 
 
+@lru_cache(maxsize=4096)
 def signature(secret: str, path: str, expires: int) -> str:
     """nginx's ``secure_link_md5 "$secure_link_expires$uri $secret"``: base64url of the MD5, no padding."""
     digest = hashlib.md5(f"{expires}{path} {secret}".encode(), usedforsecurity=False).digest()
