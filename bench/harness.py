@@ -336,16 +336,19 @@ class Stack:
 
     def api(self, workers: int = 2, threads: int = 8, extra_env: dict[str, str] | None = None,
             worker_class: str = "gthread", app: str = "api:create_app()", role: str = "api") -> str:
-        """``gunicorn 'api:create_app()'`` (or another WSGI ``app``, watched as ``role``), gthread with ``threads``
-        per worker, or gevent (as deploy/gunicorn.conf.py runs it); returns its base URL once /healthz answers."""
+        """``gunicorn 'api:create_app()'`` (or another WSGI ``app``, watched as ``role``): gthread with ``threads``
+        per worker, or gevent with deploy/gunicorn.conf.py itself (its access log, forwarded-address and keep-alive
+        settings included, as production runs it); returns its base URL once /healthz answers."""
         port = free_port()
-        pool = ["--threads", str(threads)] if worker_class == "gthread" else ["--worker-connections", "1000"]
-        service = self._start(
-            role,
-            [PY, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", "-w", str(workers),
-             "-k", worker_class, *pool, "--log-level", "warning", "--keep-alive", "30", "--backlog", "2048"],
-            env={**self.env, **(extra_env or {})},
-        )
+        env = {**self.env, **(extra_env or {})}
+        if worker_class == "gevent":
+            env.update({"GUNICORN_CMD_ARGS": f"--config {ROOT / 'deploy' / 'gunicorn.conf.py'}",
+                        "RECPLAY_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers)})
+            cmd = [PY, "-m", "gunicorn", app, "--backlog", "2048", "--max-requests", "0"]
+        else:
+            cmd = [PY, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", "-w", str(workers), "-k", worker_class,
+                   "--threads", str(threads), "--log-level", "warning", "--keep-alive", "30", "--backlog", "2048"]
+        service = self._start(role, cmd, env=env)
         self.rss.watch(role, service.proc.pid)
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _http_ok(url + "/healthz", service), 60, "the API to answer", interval=0.1)

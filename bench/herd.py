@@ -119,7 +119,7 @@ SCENARIO = Scenario(
     setup="200 clients at once want one 10 MiB recording that is not stored yet; the provider sends it at 5 MiB/s "
           "(2 s). Each client does what the player does: POST /fetch, wait on the events stream for `ready`, then "
           "GET its `stream_url` with `Range: bytes=0-65535`, through deploy/nginx.conf in front of gunicorn "
-          "(2 gevent workers, as deploy/gunicorn.conf.py): nginx passes the events through and sends the bytes. "
+          "(deploy/gunicorn.conf.py itself, 2 gevent workers): nginx passes the events through and sends the bytes. "
           "Peer: Debian's nginx, `proxy_cache_lock on` (lock timeout 120 s, "
           "`proxy_force_ranges on`), in front of the same provider, the same 200 clients. "
           "Extra delay = a waiter's first byte - the provider's last byte of the one download.",

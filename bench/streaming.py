@@ -137,9 +137,10 @@ SCENARIO = Scenario(
           f"thread, {CONNECTIONS} keep-alive connections, 10 s per target after 1 s of warm-up, each request a "
           "random 64 KiB-aligned `Range` of the file: nginx serving the file directly (the limit); the recording's "
           "signed media link (its `stream_url`) through nginx with deploy/nginx.conf (nginx checks the link and "
-          "sends the file); the same link answered by gunicorn alone (`gunicorn 'api:create_app()'`, 2 gevent "
-          "workers, as deploy/gunicorn.conf.py); and, for comparison, the stream endpoint with a bearer token "
-          "through the same gunicorn. One nginx worker process.",
+          "sends the file); the same link answered by gunicorn alone (`gunicorn 'api:create_app()'`, "
+          "deploy/gunicorn.conf.py itself with 2 gevent workers, its access log included; only `max_requests` is "
+          "off, so no worker restarts during a measurement); and, for comparison, the stream endpoint with a bearer "
+          "token through the same gunicorn. One nginx worker process.",
     smoke_setup="A 5 MiB recording, 2 s per target.",
     metrics=[
         Metric("nginx_ratio", "media link through nginx / direct nginx (requests/s)", "x"),
