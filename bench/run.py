@@ -52,13 +52,14 @@ def fmt(value: float | None, digits: int) -> str:
 
 
 def render(results: list[tuple[Scenario, list[Values], str | None]], smoke: bool, runs: int,
-           load_start: str, load_end: str, started: datetime, seconds: float) -> tuple[str, bool, list[str]]:
+           load_start: str, load_end: str, started: datetime, seconds: float,
+           commit: str) -> tuple[str, bool, list[str]]:
     box = harness.machine()
     lines = [
         "# recplay benchmarks" + (" (smoke: a tenth of the size, one run)" if smoke else ""),
         "",
         f"Written by `{'make bench-smoke' if smoke else 'make bench'}` on {started:%Y-%m-%d %H:%M} UTC in "
-        f"{seconds / 60:.1f} min, measuring commit {harness.commit()}; each scenario ran {runs} "
+        f"{seconds / 60:.1f} min, measuring commit {commit}; each scenario ran {runs} "
         f"time{'s' if runs > 1 else ''}. Median of the runs, spread = min..max.",
         "",
         "## Machine",
@@ -136,13 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         saved = json.loads(Path(args.render).read_text())
         results = [(load(key), values, error) for key, values, error in saved["results"]]
+        # The commit the values were measured on (saved with them), not the one the report is written from.
         text, _, _ = render(results, saved["smoke"], saved["runs"], saved["load_start"], saved["load_end"],
-                         datetime.fromisoformat(saved["started"]), saved["seconds"])
+                         datetime.fromisoformat(saved["started"]), saved["seconds"], saved["commit"])
         out.write_text(text)
         print(f"wrote {out}")
         return 0
     started, clock = datetime.now(UTC), time.monotonic()
-    load_start = harness.load_average()
+    load_start, commit = harness.load_average(), harness.commit()
     results = []
     failed = False
     for key in keys:
@@ -162,13 +164,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key} run {i + 1}/{runs} ({time.monotonic() - t:.1f}s): {shown}", flush=True)
         results.append((scenario, values, error))
     load_end, seconds = harness.load_average(), time.monotonic() - clock
-    text, all_met, broken = render(results, args.smoke, runs, load_start, load_end, started, seconds)
+    text, all_met, broken = render(results, args.smoke, runs, load_start, load_end, started, seconds, commit)
     out.parent.mkdir(parents=True, exist_ok=True)
     saved_path = HERE / "out" / f"results{'-smoke' if args.smoke else ''}.json"
     saved_path.parent.mkdir(parents=True, exist_ok=True)
     saved_path.write_text(json.dumps({
         "results": [(sc.key, values, error) for sc, values, error in results], "smoke": args.smoke, "runs": runs,
         "load_start": load_start, "load_end": load_end, "started": started.isoformat(), "seconds": seconds,
+        "commit": commit,
     }))
     out.write_text(text)
     print(f"\nwrote {out} (values in {saved_path}) in {seconds:.0f}s; every goal met: {all_met}")
