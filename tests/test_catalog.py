@@ -156,3 +156,27 @@ def test_a_twilio_recording_waits_for_its_media_url_and_keeps_the_first_resolved
 
 def test_ping_answers(catalog_url):
     _catalog(catalog_url).ping()
+
+
+def test_ready_keeps_the_providers_duration_and_fills_a_missing_one_and_the_channels(catalog_url):
+    cat = _catalog(catalog_url)
+    given, _ = cat.register("biz", "CA1", URL, 12.5)
+    missing, _ = cat.register("biz", "CA2", URL, None)
+    for rec in (given, missing):
+        assert cat.mark_ready(rec.id, size_bytes=10, content_type="audio/wav", sha256="ab" * 32,
+                              file_path=f"biz/{rec.call_sid}-{rec.id}.wav", attempts=2, duration_seconds=11.98765,
+                              channels=2)
+    kept, filled = cat.get("biz", "CA1"), cat.get("biz", "CA2")
+    assert kept is not None and filled is not None
+    assert (kept.state, kept.duration_seconds, kept.channels, kept.attempts) == (READY, 12.5, 2, 2)
+    assert (filled.state, filled.duration_seconds, filled.channels, filled.size_bytes) == (READY, 11.988, 2, 10)
+    # A decode that found no channel count leaves the one recorded; facts found later follow the same rules.
+    assert cat.mark_ready(missing.id, size_bytes=11, content_type="audio/wav", sha256="cd" * 32,
+                          file_path=filled.file_path or "", attempts=3)
+    cat.set_media_facts(given.id, 1, 99.0)
+    again, other = cat.get("biz", "CA2"), cat.get("biz", "CA1")
+    assert again is not None and other is not None
+    assert (again.channels, again.duration_seconds, again.size_bytes) == (2, 11.988, 11)
+    assert (other.channels, other.duration_seconds) == (1, 12.5)
+    assert cat.mark_ready(10 ** 9, size_bytes=1, content_type="audio/wav", sha256="ab" * 32, file_path="x",
+                          attempts=1) is False  # deleted meanwhile

@@ -100,10 +100,17 @@ _SET_MEDIA_URL = (update(_T).where(_T.c.id == bindparam("recording_id"), _T.c.me
 _MEDIA_URL = select(_T.c.media_url).where(_T.c.id == bindparam("recording_id"))
 _MARK_WANTED = (update(_T).where(_T.c.id == bindparam("recording_id"), _T.c.state != READY)
                 .values(state=WANTED, error=None))
+# What decoding found: a channel count when there is one, a duration only where the provider gave none.
+_MEDIA_FACTS = {
+    "channels": func.coalesce(bindparam("channels", type_=_T.c.channels.type), _T.c.channels),
+    "duration_seconds": func.coalesce(_T.c.duration_seconds,
+                                      bindparam("duration_seconds", type_=_T.c.duration_seconds.type)),
+}
 _MARK_READY = update(_T).where(_T.c.id == bindparam("recording_id")).values(
     state=READY, error=None, size_bytes=bindparam("size_bytes"), content_type=bindparam("content_type"),
     sha256=bindparam("sha256"), file_path=bindparam("file_path"), attempts=bindparam("attempts"),
-    ready_at=bindparam("ready_at"))
+    ready_at=bindparam("ready_at"), **_MEDIA_FACTS)
+_SET_MEDIA_FACTS = update(_T).where(_T.c.id == bindparam("recording_id")).values(**_MEDIA_FACTS)
 _MARK_FAILED = (update(_T).where(_T.c.id == bindparam("recording_id"), _T.c.state != READY)
                 .values(state=FAILED, error=bindparam("error"), attempts=bindparam("attempts")))
 _MARK_LOST = (update(_T).where(_T.c.id == bindparam("recording_id"))
@@ -111,6 +118,10 @@ _MARK_LOST = (update(_T).where(_T.c.id == bindparam("recording_id"))
 _DELETE = delete(_T).where(_T.c.id == bindparam("recording_id"))
 _WANTED = (select(_T).where(_T.c.state == WANTED, _T.c.id > bindparam("after_id")).order_by(_T.c.id)
            .limit(bindparam("limit")))
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return round(seconds, 3) if seconds is not None else None
 
 
 def _row(found: Any) -> RecordingRow:
@@ -193,26 +204,18 @@ class Catalog:
                    channels: int | None = None) -> bool:
         """Record the stored file (and what its decoding found: the duration fills in one the provider did not
         give); False when the recording was deleted meanwhile (discard the file)."""
-        values: dict[str, Any] = dict(state=READY, error=None, size_bytes=size_bytes, content_type=content_type,
-                                      sha256=sha256, file_path=file_path, attempts=attempts, ready_at=utcnow())
-        if channels is not None:
-            values["channels"] = channels
-        with Session(self.engine) as s, s.begin():
-            result = s.execute(update(Recording).where(Recording.id == recording_id).values(**values))
-            if duration_seconds is not None:
-                s.execute(update(Recording).where(Recording.id == recording_id,
-                                                  Recording.duration_seconds.is_(None))
-                          .values(duration_seconds=round(duration_seconds, 3)))
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            result = conn.execute(_MARK_READY, {
+                "recording_id": recording_id, "size_bytes": size_bytes, "content_type": content_type,
+                "sha256": sha256, "file_path": file_path, "attempts": attempts, "ready_at": utcnow(),
+                "channels": channels, "duration_seconds": _rounded(duration_seconds)})
+        return bool(result.rowcount)
 
     def set_media_facts(self, recording_id: int, channels: int, duration_seconds: float | None) -> None:
         """What decoding a recording stored before decoding existed found (``channels`` 0: it does not decode)."""
-        with Session(self.engine) as s, s.begin():
-            s.execute(update(Recording).where(Recording.id == recording_id).values(channels=channels))
-            if duration_seconds is not None:
-                s.execute(update(Recording).where(Recording.id == recording_id,
-                                                  Recording.duration_seconds.is_(None))
-                          .values(duration_seconds=round(duration_seconds, 3)))
+        with self.engine.begin() as conn:
+            conn.execute(_SET_MEDIA_FACTS, {"recording_id": recording_id, "channels": channels,
+                                            "duration_seconds": _rounded(duration_seconds)})
 
     def without_peaks(self, limit: int, after_id: int = 0, business_id: str | None = None) -> list[RecordingRow]:
         """Ready recordings stored before they were decoded (no channel count, no peaks), in id order."""
