@@ -386,12 +386,14 @@ class Stack:
         self.profilers.clear()
 
     def cpu_seconds(self, role: str) -> float:
-        """CPU time (user + system) used so far by the live processes of a role's trees."""
+        """CPU time (user + system) used so far by a role's trees: each live process's own, and that of its
+        children that have exited and been waited for (a decoder retired, a gunicorn worker replaced), which no
+        live process's own times include."""
         total = 0.0
         for proc in process_trees(self.rss.roots.get(role, [])):
             with contextlib.suppress(psutil.Error):
                 times = proc.cpu_times()
-                total += times.user + times.system
+                total += times.user + times.system + times.children_user + times.children_system
         return total
 
     def nginx(self, server_blocks: str) -> tuple[int, Service]:
