@@ -8,6 +8,7 @@ import time
 import jwt
 import pytest
 
+from tasks import access
 from tasks.access import mint_stream_token
 from tests.conftest import SECRET, token_for
 from tests.media import make_ready
@@ -154,3 +155,20 @@ def test_the_api_refuses_to_start_without_a_secret_key(monkeypatch, data_dir):
     monkeypatch.setenv("RECPLAY_DEV", "1")
     reset_settings()
     assert create_app().extensions["recplay.settings"].dev is True
+
+
+def test_a_token_used_again_after_its_expiry_is_401_though_its_check_was_kept(client, monkeypatch):
+    """The API keeps the claims of a token it has checked (a player sends the same one with every request), and
+    checks the expiry again on every use."""
+    token = token_for("owner", ttl=60)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/recordings/CA1", headers=headers).status_code == 200
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    monkeypatch.setattr(access.time, "time", lambda: float(expires))  # the second it expires, as PyJWT
+    answer = client.get("/api/recordings/CA1", headers=headers)
+    assert (answer.status_code, answer.get_json()["error"]["message"]) == (401, "token expired")
+    # The same claims signed with another key are not taken for the kept ones.
+    forged = jwt.encode(jwt.decode(token, options={"verify_signature": False}), "another key of at least thirty-two bytes", algorithm="HS256")
+    monkeypatch.setattr(access.time, "time", lambda: float(expires) - 30)
+    assert client.get("/api/recordings/CA1", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    assert client.get("/api/recordings/CA1", headers=headers).status_code == 200
