@@ -30,8 +30,8 @@ run: install
 	PORT=$(PORT) $(PY) scripts/run.py
 
 lint: install-test
-	$(VENV)/bin/ruff check api tasks tests scripts bench celeryconfig.py flowerconfig.py
-	$(VENV)/bin/mypy api tasks
+	$(VENV)/bin/ruff check api tasks tests scripts bench celeryconfig.py flowerconfig.py gunicorn_access.py
+	$(VENV)/bin/mypy api tasks gunicorn_access.py
 
 # The web player's pure modules (polling and backoff, API client, time, keys, preferences): Node's test runner.
 jstest:

@@ -168,7 +168,8 @@ def test_a_token_used_again_after_its_expiry_is_401_though_its_check_was_kept(cl
     answer = client.get("/api/recordings/CA1", headers=headers)
     assert (answer.status_code, answer.get_json()["error"]["message"]) == (401, "token expired")
     # The same claims signed with another key are not taken for the kept ones.
-    forged = jwt.encode(jwt.decode(token, options={"verify_signature": False}), "another key of at least thirty-two bytes", algorithm="HS256")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    forged = jwt.encode(claims, "another key of at least thirty-two bytes", algorithm="HS256")
     monkeypatch.setattr(access.time, "time", lambda: float(expires) - 30)
     assert client.get("/api/recordings/CA1", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
     assert client.get("/api/recordings/CA1", headers=headers).status_code == 200

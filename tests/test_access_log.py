@@ -1,0 +1,57 @@
+"""The access logger of deploy/gunicorn.conf.py writes, with the shipped format, exactly the line gunicorn's own
+Logger writes; with any other format it is gunicorn's Logger."""
+
+from __future__ import annotations
+
+import logging
+import runpy
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from gunicorn import glogging
+from gunicorn.config import Config
+
+from gunicorn_access import ACCESS_FORMAT, AccessLog
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _line(logger_class: type[glogging.Logger], fmt: str, resp: Any, environ: dict[str, Any],
+          took: timedelta, caplog: pytest.LogCaptureFixture) -> str:
+    cfg = Config()
+    cfg.set("accesslog", "-")
+    cfg.set("access_log_format", fmt)
+    logger = logger_class(cfg)
+    logger.access_log.propagate = True  # into caplog
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gunicorn.access"):
+        logger.access(resp, SimpleNamespace(headers=[("Host", "x")]), environ, took)
+    [record] = [r for r in caplog.records if r.name == "gunicorn.access"]
+    return record.getMessage()
+
+
+@pytest.mark.parametrize(("status", "sent", "environ", "took"), [
+    ("206 Partial Content", 65536, {"REMOTE_ADDR": "10.0.0.7", "REQUEST_METHOD": "GET",
+                                    "PATH_INFO": "/media/biz/CA1-1.wav"}, timedelta(microseconds=2999)),
+    (401, None, {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "HEAD", "PATH_INFO": "/api/recordings/CA1"},
+     timedelta(seconds=3, microseconds=1500)),
+    ("200 OK", 0, {"REQUEST_METHOD": "GET", "PATH_INFO": "/healthz"}, timedelta(0)),
+])
+def test_the_shipped_format_gives_gunicorns_own_line(status, sent, environ, took, caplog):
+    environ = {"RAW_URI": environ.get("PATH_INFO", ""), "SERVER_PROTOCOL": "HTTP/1.1", "QUERY_STRING": "token=t",
+               **environ}
+    resp = SimpleNamespace(status=status, sent=sent, headers=[("Content-Type", "audio/wav")])
+    ours = _line(AccessLog, ACCESS_FORMAT, resp, environ, took, caplog)
+    assert ours == _line(glogging.Logger, ACCESS_FORMAT, resp, environ, took, caplog)
+    assert "token" not in ours
+    other = '%(h)s %(r)s %(s)s'  # another format: gunicorn's own logger writes it
+    assert _line(AccessLog, other, resp, environ, took, caplog) == _line(glogging.Logger, other, resp, environ,
+                                                                         took, caplog)
+
+
+def test_the_deploy_config_uses_it_with_the_shipped_format():
+    conf = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
+    assert (conf["logger_class"], conf["access_log_format"]) == ("gunicorn_access.AccessLog", ACCESS_FORMAT)
