@@ -22,7 +22,7 @@ from tasks.settings import get_settings
 from tests.conftest import wait_for
 from tests.media import make_ready
 from tests.provider import Behaviour
-from tests.test_player import BUSINESS, CHROMIUM, CHROMIUM_ARGS, TEN_SECONDS, PlayerPage, _playwright_or_skip
+from tests.test_player import BUSINESS, TEN_SECONDS, PlayerPage, browser, live_api  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 
@@ -78,28 +78,6 @@ class Probe:
         self.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = _playwright_or_skip()
-    with sync_api.sync_playwright() as playwright:
-        found = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield found
-        found.close()
-
-
-@pytest.fixture
-def live_api(app: Any) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-api", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    thread.join(10)
-
-
 @pytest.fixture
 def probe() -> Iterator[Probe]:
     found = Probe()
@@ -115,8 +93,8 @@ def _open_control(context: Any, probe: Probe, runs: int) -> None:
     page.close()
 
 
-def test_an_html_page_stored_as_a_recording_runs_no_script_when_its_stream_url_is_opened(browser, live_api, probe,
-                                                                                     api_for):
+def test_an_html_page_stored_as_a_recording_runs_no_script_when_its_stream_url_is_opened(
+        browser, live_api, probe, api_for):  # noqa: F811
     from playwright.sync_api import Error as PlaywrightError
 
     context = browser.new_context()
@@ -152,7 +130,7 @@ def test_an_html_page_stored_as_a_recording_runs_no_script_when_its_stream_url_i
     context.close()
 
 
-def test_the_player_plays_with_a_play_token(browser, live_api, api_for, provider, procs):
+def test_the_player_plays_with_a_play_token(browser, live_api, api_for, provider, procs):  # noqa: F811
     procs.worker(concurrency=2)
     url = provider.add(f"/{BUSINESS}/CAplay.wav", Behaviour(body=TEN_SECONDS))
     assert api_for(BUSINESS).register("CAplay", url, duration_seconds=10.0).status_code == 201
