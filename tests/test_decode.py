@@ -553,7 +553,7 @@ def test_budgets_must_be_positive(tmp_path: Path) -> None:
 
 
 def _idle_pids() -> list[int]:
-    return [d.pid for d in sandbox._pool.idle.get(MAX_MEMORY, [])]
+    return [d.pid for d in sandbox._pool.idle]
 
 
 def _gone(pid: int) -> bool:
@@ -613,7 +613,7 @@ def test_decoders_taken_at_once_are_distinct_and_idle_ones_are_kept_up_to_the_ca
 
 def _decode_in_daemon(path: str, answers: Any) -> None:
     media = decode_audio(Path(path), max_seconds=MAX_SECONDS, max_memory_bytes=MAX_MEMORY)
-    answers.put((media.format, media.sample_count, [d.pid for d in sandbox._pool.idle[MAX_MEMORY]]))
+    answers.put((media.format, media.sample_count, [d.pid for d in sandbox._pool.idle]))
 
 
 def test_a_daemonic_process_decodes_in_a_decoder_interpreter_of_its_own(tmp_path: Path) -> None:

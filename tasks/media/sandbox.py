@@ -295,61 +295,52 @@ class Decoder:
 
 
 class DecoderPool:
-    """The idle decoders of this process, by memory budget."""
+    """The idle decoders of this process, least recently used first."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.idle: dict[int, list[Decoder]] = {}
+        self.idle: list[Decoder] = []
         self.pid = os.getpid()
 
     def take(self, max_memory_bytes: int) -> Decoder:
-        """An idle decoder that is still alive, or a new one."""
-        retired: list[Decoder] = []
-        found = None
+        """The most recently used idle decoder of this memory budget that is still alive, or a new one."""
         with self.lock:
             if self.pid != os.getpid():  # a forked child (a prefork pool process): the decoders are the parent's
-                self.idle, self.pid = {}, os.getpid()
+                self.idle, self.pid = [], os.getpid()
             retired = self._expired()
-            waiting = self.idle.get(max_memory_bytes, [])
-            while waiting and found is None:
-                candidate = waiting.pop()
-                if candidate.alive():
-                    found = candidate
-                else:
-                    retired.append(candidate)
+            found = next((d for d in reversed(self.idle) if d.max_memory_bytes == max_memory_bytes), None)
+            if found is not None:
+                self.idle.remove(found)
         for decoder in retired:
             decoder.close()
-        return found or Decoder(max_memory_bytes)
+        if found is not None and found.alive():
+            return found
+        if found is not None:
+            found.close()
+        return Decoder(max_memory_bytes)
 
     def give_back(self, decoder: Decoder) -> None:
         if decoder.uses >= MAX_USES or self.pid != os.getpid():
             decoder.close()
             return
         with self.lock:
-            self.idle.setdefault(decoder.max_memory_bytes, []).append(decoder)
+            self.idle.append(decoder)
             retired = self._expired()
-            everyone = sorted((d.last_used, id(d), key) for key, ds in self.idle.items() for d in ds)
-            for _, ident, key in everyone[:max(0, len(everyone) - MAX_IDLE)]:
-                found = next(d for d in self.idle[key] if id(d) == ident)
-                self.idle[key].remove(found)
-                retired.append(found)
+            while len(self.idle) > MAX_IDLE:
+                retired.append(self.idle.pop(0))
         for old in retired:
             old.close()
 
     def _expired(self) -> list[Decoder]:
         """Take out the decoders idle for too long (the caller holds the lock, and closes them)."""
-        now, expired = time.monotonic(), []
-        for key in list(self.idle):
-            expired += [d for d in self.idle[key] if now - d.last_used > IDLE_SECONDS]
-            self.idle[key] = [d for d in self.idle[key] if now - d.last_used <= IDLE_SECONDS]
-            if not self.idle[key]:
-                del self.idle[key]
-        return expired
+        stale = [d for d in self.idle if time.monotonic() - d.last_used > IDLE_SECONDS]
+        self.idle = [d for d in self.idle if d not in stale]
+        return stale
 
     def close(self) -> None:
         with self.lock:
-            everyone = [d for ds in self.idle.values() for d in ds] if self.pid == os.getpid() else []
-            self.idle = {}
+            everyone = self.idle if self.pid == os.getpid() else []
+            self.idle = []
         for decoder in everyone:
             decoder.close()
 
