@@ -5,7 +5,8 @@ the way, kombu's Redis channel may still be asked to reach Redis through the col
 unacknowledged messages back while it closes, or to acknowledge a download that ran across the outage. It then
 fails with AttributeError (the collected connection has no parameters left), which Celery 5.7 does not expect,
 and the worker exits instead of reconnecting. Here that case raises the connection error it really is, which
-Celery and kombu handle: they log it and carry on.
+Celery and kombu handle: they log it and carry on. And the channel keeps one Redis client per connection pool
+instead of building one per command.
 
 Losing those acknowledgements and restores costs nothing: every running download keeps its own lease, a
 redelivered message is dropped unless it is its job's current one, and the sweeper brings back any job whose
@@ -32,7 +33,25 @@ class _ClosedAfterLoss:
         return super()._connparams(asynchronous)  # type: ignore[misc]
 
 
-class Channel(_ClosedAfterLoss, kombu_redis.Channel):
+class _OneClientPerPool:
+    """kombu's channel builds a new ``redis.Redis`` for every publish, acknowledgement and queue check
+    (``conn_or_acquire`` -> ``_create_client``), and redis-py builds a table of some 200 reply callbacks for each
+    (about 0.1 ms of CPU here, several times per task). A ``redis.Redis`` may be shared between threads (each
+    command takes a connection from the pool), so the channel keeps one for as long as its pool lives."""
+
+    _client_of_pool: tuple[Any, Any] | None = None
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        if asynchronous:  # the poller's own client: kombu builds it once
+            return super()._create_client(asynchronous=True)  # type: ignore[misc]
+        pool = self.pool  # type: ignore[attr-defined]
+        kept = self._client_of_pool
+        if kept is None or kept[0] is not pool:
+            kept = self._client_of_pool = (pool, super()._create_client())  # type: ignore[misc]
+        return kept[1]
+
+
+class Channel(_ClosedAfterLoss, _OneClientPerPool, kombu_redis.Channel):
     pass
 
 
@@ -40,7 +59,7 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
-class SentinelChannel(_ClosedAfterLoss, kombu_redis.SentinelChannel):
+class SentinelChannel(_ClosedAfterLoss, _OneClientPerPool, kombu_redis.SentinelChannel):
     pass
 
 
