@@ -24,17 +24,18 @@ local function within_limit(now, default_limit)
   return leases < limit
 end
 
-local job = redis.call('HMGET', job_key, 'status', 'task_id', 'seq')
+local job = redis.call('HMGET', job_key, 'status', 'task_id', 'seq', 'attempts', 'parked')
 if job[1] ~= 'queued' then return {'stale', 'status ' .. tostring(job[1])} end
 if job[2] ~= task_id then return {'stale', 'superseded by ' .. tostring(job[2])} end
 
-local fence
+local fence, reserved
 local info = redis.call('HGET', KEYS[2], call_sid)
 if info then
   local held_fence, held_task, held_worker = parse_info(info)
   local expiry = tonumber(redis.call('ZSCORE', KEYS[1], call_sid) or 0)
   if held_task == task_id and held_worker == '' and expiry > now and within_limit(now, default_limit) then
     fence = held_fence  -- the reservation made for this task
+    reserved = true
   else
     -- An expired reservation, one over the limit (a process that reserved it knew another limit), or a
     -- superseded attempt of this same job: either way the slot is void.
@@ -53,11 +54,15 @@ end
 
 redis.call('ZADD', KEYS[1], now + lease_ms, call_sid)
 redis.call('HSET', KEYS[2], call_sid, fence .. '|' .. task_id .. '|' .. worker)
-redis.call('ZREM', KEYS[3], call_sid)
-redis.call('ZREM', KEYS[6], call_sid)
-local attempts = redis.call('HINCRBY', job_key, 'attempts', 1)
+if not reserved then
+  -- A reservation took the job out of line and off the due set when it was made; a task without one may be
+  -- either (a late message of a parked job, a retry whose backoff message arrived).
+  if job[5] ~= '0' then redis.call('ZREM', KEYS[3], call_sid) end
+  redis.call('ZREM', KEYS[6], call_sid)
+end
+local attempts = tonumber(job[4] or 0) + 1
 redis.call('HSET', job_key, 'status', 'processing', 'fence', fence, 'worker', worker, 'started_at', now,
-  'parked', '0')
+  'parked', '0', 'attempts', attempts)
 -- The change, announced here rather than in a second round trip: the message tasks/slots/events.py publish()
 -- sends for it (a channel is no key: this names no key outside the business's hash slot).
 redis.call('PUBLISH', ARGV[6], '{"status": "processing", "attempts": ' .. attempts .. ', "error": "", "fence": '

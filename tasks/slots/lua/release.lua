@@ -6,7 +6,6 @@
 -- A slot released while its job is still `processing` under this fence (the attempt ended without recording
 -- an outcome) puts the job back in line, so a job never stays `processing` without a slot.
 local call_sid, fence = ARGV[1], ARGV[2]
-local now = now_ms()
 local released = 0
 if call_sid ~= '' then
   local info = redis.call('HGET', KEYS[2], call_sid)
@@ -17,10 +16,12 @@ if call_sid ~= '' then
     local job_key = job_key_of(call_sid)
     local job = redis.call('HMGET', job_key, 'status', 'fence')
     if job[1] == 'processing' and job[2] == fence then
-      requeue(now, call_sid, job_key, 'the attempt ended without an outcome; requeued')
+      requeue(now_ms(), call_sid, job_key, 'the attempt ended without an outcome; requeued')
     end
   end
 end
-local handed = hand_off(now, ARGV[3], tonumber(ARGV[4]), ARGV[5])
+-- Nothing parked, the common case: no clock read and no hand-off.
+if redis.call('ZCARD', KEYS[3]) == 0 then return {released} end
+local handed = hand_off(now_ms(), ARGV[3], tonumber(ARGV[4]), ARGV[5])
 table.insert(handed, 1, released)
 return handed
