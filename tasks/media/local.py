@@ -119,13 +119,15 @@ class MediaStore:
         cost does not grow with the business's directory (call_sid is a validated identifier: no separator)."""
         kept = (keep, peaks_name(keep)) if keep is not None else ()
         removed = 0
+        # Plain strings and os.unlink: this runs after every download, and most of the names are not there.
+        prefix = f"{self.root}{os.sep}"
         for extension in STORED_EXTENSIONS:
             rel = f"{business_id}/{call_sid}-{recording_id}.{extension}"
             for name in (rel, peaks_name(rel)):
                 if name in kept:
                     continue
                 try:
-                    (self.root / name).unlink()
+                    os.unlink(prefix + name)
                 except (FileNotFoundError, NotADirectoryError):
                     continue
                 removed += 1
