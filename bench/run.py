@@ -166,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     load_end, seconds = harness.load_average(), time.monotonic() - clock
     text, all_met, broken = render(results, args.smoke, runs, load_start, load_end, started, seconds, commit)
     out.parent.mkdir(parents=True, exist_ok=True)
-    saved_path = HERE / "out" / f"results{'-smoke' if args.smoke else ''}.json"
+    # The values go beside the report: a run written elsewhere (--out) never replaces the saved values of the
+    # report in bench/ (--render writes that report again from them).
+    saved_path = (out.with_suffix(".json") if args.out
+                  else HERE / "out" / f"results{'-smoke' if args.smoke else ''}.json")
     saved_path.parent.mkdir(parents=True, exist_ok=True)
     saved_path.write_text(json.dumps({
         "results": [(sc.key, values, error) for sc, values, error in results], "smoke": args.smoke, "runs": runs,
