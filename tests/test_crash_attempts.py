@@ -214,3 +214,41 @@ def test_a_late_give_up_never_touches_a_job_that_moved_on(rclient, settings):
     assert holder_of(rclient, BIZ, "CA0").fence == new.fence
     rec, data = stored(settings, BIZ, "CA0")
     assert rec.state == "wanted" and data is None
+
+
+def test_one_thread_renews_the_leases_of_every_running_download_and_none_after_its_block(rclient, settings):
+    short = dataclasses.replace(settings, lease_seconds=1)
+    slots = BusinessSlots(rclient, BIZ, short)
+    slots.set_limit(12)
+    fences = {}
+    for n in range(12):
+        call_sid = f"CA{n}"
+        got = slots.acquire(call_sid, ask(rclient, settings, call_sid, f"http://127.0.0.1:9/biz1/{n}.wav"), "w1")
+        assert isinstance(got, Acquired)
+        fences[call_sid] = got.fence
+    threads_before = {t.name for t in threading.enumerate()}
+    beats = [Heartbeat(slots, call_sid, fence) for call_sid, fence in fences.items()]
+    for beat in beats:
+        beat.__enter__()
+    try:
+        assert [t.name for t in threading.enumerate() if t.name not in threads_before] in ([], ["lease-renewer"])
+        assert sum(t.name == "lease-renewer" for t in threading.enumerate()) == 1
+        # Three lease periods: every lease is still held, and no beat thinks its lease was lost.
+        assert not any(beat.lost.wait(0) for beat in beats)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            assert slots.active() == 12
+        assert not any(beat.lost.is_set() for beat in beats)
+    finally:
+        for beat in beats[6:]:
+            beat.__exit__()
+    # The six that ended are renewed no more: their leases run out; the other six are still held.
+    wait_for(lambda: slots.active() == 6, 5, "the ended beats' leases to run out")
+    deadline = time.monotonic() + 1.5  # over a lease period more: the six still running keep theirs
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        assert slots.active() == 6
+    assert not any(beat.lost.is_set() for beat in beats)
+    for beat in beats[:6]:
+        beat.__exit__()

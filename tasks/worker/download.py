@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import logging
+import os
 import random
 import threading
 import time
@@ -48,34 +49,87 @@ def _fetcher(settings: Settings) -> Fetcher:
     return fetcher
 
 
+class _Renewer:
+    """One thread per process renews every lease its downloads hold, each every lease/3.
+
+    A thread per attempt cost two thread starts and joins per download (one while it downloads, one while it
+    stores); this one sleeps until the earliest renewal is due. Renewals run one after another: each is one
+    short script, and the lease is three renewal periods long.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._beats: dict[int, tuple[float, Heartbeat]] = {}  # id -> (when its next renewal is due, the beat)
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, beat: Heartbeat) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child has none of its parent's threads or beats
+                self._beats, self._thread, self._pid = {}, None, os.getpid()
+            self._beats[id(beat)] = (time.monotonic() + beat.interval, beat)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lease-renewer", daemon=True)
+                self._thread.start()
+            elif len(self._beats) == 1:
+                self._lock.notify()  # it waits with nothing to renew: the new one is now the earliest
+
+    def remove(self, beat: Heartbeat) -> None:
+        with self._lock:
+            self._beats.pop(id(beat), None)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                due = [beat for when, beat in self._beats.values() if when <= now]
+                for beat in due:
+                    self._beats[id(beat)] = (now + beat.interval, beat)
+                if not due:
+                    earliest = min((when for when, _ in self._beats.values()), default=None)
+                    self._lock.wait(None if earliest is None else earliest - now)
+                    continue
+            for beat in due:
+                beat.context.run(beat.renew)
+
+
+_renewer = _Renewer()
+
+
 class Heartbeat:
-    """Renews a held lease every lease/3 in a thread; sets ``lost`` when the lease is no longer ours."""
+    """Renews a held lease every lease/3 while the block runs; sets ``lost`` when the lease is no longer ours."""
 
     def __init__(self, slots: BusinessSlots, call_sid: str, fence: int) -> None:
         self.slots, self.call_sid, self.fence = slots, call_sid, fence
+        self.interval = slots.settings.lease_seconds / 3
         self.lost = threading.Event()
-        self._stop = threading.Event()
-        # The thread logs with its task's job fields (tasks.logs keeps them in a context variable).
-        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
-                                        name=f"lease-{call_sid}", daemon=True)
+        self.active = False
+        # Held while a renewal runs: once the block has ended, no renewal is under way or starts.
+        self._renewing = threading.Lock()
+        # Renewals log with the task's job fields (tasks.logs keeps them in a context variable).
+        self.context = contextvars.copy_context()
 
     def __enter__(self) -> Heartbeat:
-        self._thread.start()
+        self.active = True
+        _renewer.add(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        _renewer.remove(self)
+        with self._renewing:
+            self.active = False
 
-    def _run(self) -> None:
-        interval = self.slots.settings.lease_seconds / 3
-        while not self._stop.wait(interval):
+    def renew(self) -> None:
+        with self._renewing:
+            if not self.active:
+                return
             try:
                 if not self.slots.renew(self.call_sid, self.fence):
                     log.warning("lease lost business_id=%s call_sid=%s fence=%s",
                                 self.slots.business_id, self.call_sid, self.fence)
                     self.lost.set()
-                    return
+                    self.active = False
+                    _renewer.remove(self)
             except Exception:
                 # A Redis blip: keep trying until the lease itself runs out.
                 log.exception("lease renewal failed business_id=%s call_sid=%s",
