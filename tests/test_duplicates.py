@@ -3,13 +3,15 @@ file) is known in Redis, counted by a listener on the catalog's engine; ownershi
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import event
 
 from tasks.catalog.queries import get_engine
 from tasks.recordings import fact_of
-from tasks.slots import keys
-from tasks.slots.facts import read_fact, write_fact
+from tasks.slots import events, keys
+from tasks.slots.facts import announce_ready, read_fact, write_fact
 from tests.conftest import run_threads
 from tests.media import make_ready
 
@@ -116,3 +118,32 @@ def test_a_fact_written_after_the_delete_does_not_bring_the_recording_back(api_f
     assert write_fact(rclient, "biz", "CA4", fact_of(again)) is True
     assert read_fact(rclient.hgetall(keys.fact("biz", "CA4"))) == fact_of(again)
     assert api.fetch("CA4").get_json()["size_bytes"] == 203
+
+
+def test_the_ready_announcement_settles_writes_the_fact_and_publishes_in_one_call_but_not_over_a_tombstone(
+        api_for, rclient, settings):
+    api = api_for("biz")
+    rec = make_ready("biz", "CA5", b"ID3" + bytes(100))
+    listener = rclient.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(keys.events("biz", "CA5"))
+    rclient.zadd(keys.claimed("biz"), {"CA5": 1})
+    text = events.message("ready", 1, "", 7, {"file": rec.file_path})
+    assert announce_ready(rclient, "biz", "CA5", fact_of(rec), text) is True
+    assert rclient.zscore(keys.claimed("biz"), "CA5") is None
+    assert read_fact(rclient.hgetall(keys.fact("biz", "CA5"))) == fact_of(rec)
+    published = []
+    deadline = time.monotonic() + 5
+    while not published and time.monotonic() < deadline:
+        found = listener.get_message(timeout=0.2)  # None for the subscription's own confirmation
+        if found:
+            published.append(found["data"])
+    assert published == [text]
+
+    # Deleted meanwhile: the job is settled and the event sent, but the fact stays buried.
+    assert api.client.delete("/api/recordings/CA5", headers=api.headers).status_code == 204
+    rclient.zadd(keys.claimed("biz"), {"CA5": 2})
+    assert announce_ready(rclient, "biz", "CA5", fact_of(rec), text) is False
+    assert rclient.zscore(keys.claimed("biz"), "CA5") is None
+    assert read_fact(rclient.hgetall(keys.fact("biz", "CA5"))) is None
+    assert api.status("CA5").status_code == 404
+    listener.close()

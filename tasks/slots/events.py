@@ -37,13 +37,19 @@ def publish(client: redis.Redis, business_id: str, call_sid: str, status: str, a
     (:func:`change_order`), so a subscriber can drop a message older than the state it has read. ``stored``
     (with ``ready``: the file, size_bytes, content_type) spares every subscriber a read of the fact.
     """
-    message = json.dumps({"status": status, "attempts": attempts, "error": error, "fence": int(fence or 0),
-                          **(stored or {})})
+    text = message(status, attempts, error, fence, stored)
     try:
-        client.publish(keys.events(business_id, call_sid), message)
+        client.publish(keys.events(business_id, call_sid), text)
     except redis.RedisError:
         log.warning("could not publish status=%s business_id=%s call_sid=%s", status, business_id, call_sid,
                     exc_info=True)
+
+
+def message(status: str, attempts: int = 0, error: str = "", fence: int | str = 0,
+            stored: dict[str, Any] | None = None) -> str:
+    """The message announcing a change (:func:`publish` sends it; tasks.slots.facts.announce_ready too)."""
+    return json.dumps({"status": status, "attempts": attempts, "error": error, "fence": int(fence or 0),
+                       **(stored or {})})
 
 
 #: Where each status stands in an attempt: queued for it, running it, queued again after it, finished.

@@ -75,6 +75,17 @@ def write_fact(client: redis.Redis, business_id: str, call_sid: str, fact: Fact)
                                        args=[keys.FACT_TTL_SECONDS, fact.recording_id, "write", *fields]))
 
 
+def announce_ready(client: redis.Redis, business_id: str, call_sid: str, fact: Fact, message: str) -> bool:
+    """The recording is stored and the catalog says ready: settle its job (tasks.slots.jobs.settle), store its
+    fact (as :func:`write_fact`) and publish ``message`` (its ``ready`` event), in one round trip. Returns
+    whether the fact was written (not when the recording was deleted meanwhile)."""
+    fields = [part for pair in fact.as_hash().items() for part in pair]
+    return bool(script(client, "ready")(
+        keys=[keys.fact(business_id, call_sid), keys.claimed(business_id)],
+        args=[keys.FACT_TTL_SECONDS, fact.recording_id, call_sid, keys.events(business_id, call_sid), message,
+              *fields]))
+
+
 def forget_fact(client: redis.Redis, business_id: str, call_sid: str) -> None:
     """Drop the fact of a recording that lives on (the next read of its row writes it again)."""
     client.delete(keys.fact(business_id, call_sid))

@@ -30,7 +30,7 @@ from tasks.media.store import Store, media_store
 from tasks.settings import Settings
 from tasks.slots import events, keys
 from tasks.slots.client import get_redis
-from tasks.slots.facts import Fact, write_fact
+from tasks.slots.facts import Fact, announce_ready
 from tasks.slots.jobs import finish_job, new_task_id, settle
 from tasks.slots.semaphore import Acquired, BusinessSlots, Parked, slot
 from tasks.worker import held
@@ -224,7 +224,6 @@ class Attempt:
                 with Heartbeat(slots, self.call_sid, got.fence):
                     self._backfill_peaks(store, catalog, rec, ctx)
             finish_job(client, settings, self.business_id, self.call_sid, got.fence, "ready")
-            settle(client, self.business_id, self.call_sid)
             stored = catalog.get(self.business_id, self.call_sid) or rec  # the peaks may have just been computed
             _announce_ready(client, stored, got, rec.file_path or "", rec.size_bytes, rec.content_type,
                             stored.channels, None)
@@ -282,7 +281,6 @@ class Attempt:
             finish_job(client, settings, self.business_id, self.call_sid, got.fence, "cancel", reopen=True)
             log.info("recording deleted during the download, result discarded %s", ctx)
             return "cancelled"
-        settle(client, self.business_id, self.call_sid)
         # A file of an earlier download of this recording under another extension is not kept.
         store.delete_recording(self.business_id, self.call_sid, rec.id, keep=rel)
         _announce_ready(client, rec, got, rel, written.size_bytes, written.content_type, media.channels,
@@ -347,15 +345,18 @@ class Attempt:
 
 def _announce_ready(client: redis.Redis, rec: RecordingRow, got: Acquired, file: str, size_bytes: int | None,
                     content_type: str | None, channels: int | None, duration_seconds: float | None) -> None:
-    """Once the catalog says ready: the recording's fact (so status and duplicate requests are answered from
-    Redis), then the event its waiting clients get."""
+    """Once the catalog says ready, in one round trip: the job settled (the sweep need not look at it again), the
+    recording's fact (so status and duplicate requests are answered from Redis), then the event its waiting
+    clients get."""
     duration = rec.duration_seconds if rec.duration_seconds is not None else duration_seconds
-    write_fact(client, rec.business_id, rec.call_sid, Fact(
+    fact = Fact(
         recording_id=rec.id, created_at=rec.created_at.isoformat(),
         duration_seconds=round(duration, 3) if duration is not None else None, attempts=got.attempts, file=file,
-        size_bytes=size_bytes, content_type=content_type, channels=channels, channel_labels=rec.channel_labels))
-    events.publish(client, rec.business_id, rec.call_sid, "ready", got.attempts, "", got.fence,
-                   {"file": file, "size_bytes": size_bytes, "content_type": content_type, "channels": channels})
+        size_bytes=size_bytes, content_type=content_type, channels=channels, channel_labels=rec.channel_labels)
+    message = events.message("ready", got.attempts, "", got.fence,
+                             {"file": file, "size_bytes": size_bytes, "content_type": content_type,
+                              "channels": channels})
+    announce_ready(client, rec.business_id, rec.call_sid, fact, message)
 
 
 @dataclass
