@@ -3,7 +3,9 @@
 gunicorn's own ``Logger.access`` builds, for every request, a table of every atom, request header, response header
 and environ variable, whatever the format uses: a third of the API's CPU for a media link answered by gunicorn
 alone. With :data:`ACCESS_FORMAT` (the shipped one), this writes the same line from the five fields it names; any
-other ``access_log_format`` is gunicorn's to write, as before.
+other ``access_log_format`` is gunicorn's to write, as before. The line goes straight to gunicorn's own handler
+(stdout or the access log file) rather than through a LogRecord and a formatter, unless logging is set up
+otherwise (syslog, a logging config).
 
 A module of its own, beside the package: gunicorn's master imports the logger class, and importing anything
 from ``api`` would import the whole app there.
@@ -11,6 +13,7 @@ from ``api`` would import the whole app there.
 
 from __future__ import annotations
 
+import logging
 import traceback
 from datetime import timedelta
 from typing import Any
@@ -37,9 +40,36 @@ class AccessLog(glogging.Logger):
         sent = getattr(resp, "sent", None)
         try:
             # As gunicorn's atoms h, m, U, s, B and M (a response not yet sent is "None" there too).
-            self.access_log.info('%s "%s %s" %s %s %sms', environ.get("REMOTE_ADDR") or "-",
-                                 environ.get("REQUEST_METHOD") or "-", environ.get("PATH_INFO") or "-",
-                                 status or "-", sent,
-                                 request_time.seconds * 1000 + request_time.microseconds // 1000)
+            millis = request_time.seconds * 1000 + request_time.microseconds // 1000
+            line = (f'{environ.get("REMOTE_ADDR") or "-"} "{environ.get("REQUEST_METHOD") or "-"} '
+                    f'{environ.get("PATH_INFO") or "-"}" {status or "-"} {sent} {millis}ms')
+            handler = self._plain_handler()
+            if handler is None:
+                self.access_log.info("%s", line)
+                return
+            # What logging would do for this handler, without a LogRecord, a caller lookup and a formatter
+            # per request: the line, whole, under the handler's lock, then flushed.
+            handler.acquire()
+            try:
+                handler.stream.write(line + handler.terminator)
+                handler.flush()
+            finally:
+                handler.release()
         except Exception:
             self.error(traceback.format_exc())
+
+    def _plain_handler(self) -> logging.StreamHandler[Any] | None:
+        """The access log's one handler when it is gunicorn's own (a stream or a file, the bare message, no
+        filter, nothing passed on to other loggers); None when anything else is set up (syslog, a logging
+        config, a level that drops the line), which gets the line through logging as usual."""
+        log = self.access_log
+        handlers = log.handlers
+        if len(handlers) != 1 or log.propagate or log.filters or not log.isEnabledFor(logging.INFO):
+            return None
+        handler = handlers[0]
+        if type(handler) not in (logging.StreamHandler, logging.FileHandler) or handler.filters:
+            return None
+        formatter = handler.formatter
+        if formatter is None or formatter._fmt != self.access_fmt or handler.level > logging.INFO:
+            return None
+        return handler

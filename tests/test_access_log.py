@@ -55,3 +55,45 @@ def test_the_shipped_format_gives_gunicorns_own_line(status, sent, environ, took
 def test_the_deploy_config_uses_it_with_the_shipped_format():
     conf = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
     assert (conf["logger_class"], conf["access_log_format"]) == ("gunicorn_access.AccessLog", ACCESS_FORMAT)
+
+
+def test_with_gunicorns_own_handler_the_line_goes_straight_to_its_file_the_same_as_gunicorns(tmp_path):
+    environ = {"REMOTE_ADDR": "10.0.0.7", "REQUEST_METHOD": "GET", "PATH_INFO": "/media/biz/CA1-1.wav",
+               "RAW_URI": "/media/biz/CA1-1.wav", "SERVER_PROTOCOL": "HTTP/1.1", "QUERY_STRING": "sig=s"}
+    resp = SimpleNamespace(status="206 Partial Content", sent=65536, headers=[])
+    written = {}
+    for name, logger_class in (("ours", AccessLog), ("gunicorn", glogging.Logger)):
+        cfg = Config()
+        cfg.set("accesslog", str(tmp_path / f"{name}.log"))
+        cfg.set("access_log_format", ACCESS_FORMAT)
+        logger = logger_class(cfg)
+        if logger_class is AccessLog:
+            assert logger._plain_handler() is not None  # the direct path is the one measured here
+        for took in (timedelta(microseconds=2999), timedelta(seconds=1)):
+            logger.access(resp, SimpleNamespace(headers=[]), environ, took)
+        logger.access_log.handlers[0].close()
+        written[name] = (tmp_path / f"{name}.log").read_text()
+    assert written["ours"] == written["gunicorn"] == (
+        '10.0.0.7 "GET /media/biz/CA1-1.wav" 206 65536 2ms\n10.0.0.7 "GET /media/biz/CA1-1.wav" 206 65536 1000ms\n')
+
+
+def test_a_logging_setup_of_its_own_gets_the_line_through_logging():
+    cfg = Config()
+    cfg.set("accesslog", "-")
+    cfg.set("access_log_format", ACCESS_FORMAT)
+    logger = AccessLog(cfg)
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(self.format(record))
+
+    extra = Collect()  # as a logging config or a syslog handler would add
+    logger.access_log.addHandler(extra)
+    try:
+        assert logger._plain_handler() is None
+        logger.access(SimpleNamespace(status=200, sent=2, headers=[]), SimpleNamespace(headers=[]),
+                      {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "GET", "PATH_INFO": "/healthz"}, timedelta(0))
+        assert seen == ['127.0.0.1 "GET /healthz" 200 2 0ms']
+    finally:
+        logger.access_log.removeHandler(extra)
