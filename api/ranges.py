@@ -39,6 +39,8 @@ MAX_RANGES = 16
 _OWS = " \t"
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _RANGE_SPEC = re.compile(r"([0-9]+)-([0-9]*)|-([0-9]+)")
+# What a player sends range after range: one closed range-spec of positions short enough to be exact ints.
+_ONE_CLOSED_RANGE = re.compile(r"bytes=([0-9]{1,15})-([0-9]{1,15})")
 _ENTITY_TAG = re.compile(r'(W/)?("[\x21\x23-\x7e\x80-\xff]*")')
 _LIST_SEPARATOR = re.compile(r"[ \t]*(?:,|$)")
 _FIELD_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?")
@@ -254,6 +256,12 @@ def _quote_if_needed(boundary: str) -> str:
 def _requested_parts(range_header: str, length: int, reject_backwards: bool = False,
                      ) -> list[tuple[int, int]] | None:
     """The parts to send as a 206, ``[]`` when the header is unsatisfiable, None to ignore it (200)."""
+    simple = _ONE_CLOSED_RANGE.fullmatch(range_header)
+    if simple is not None:  # the general path below decides the same, with more steps
+        first, last = int(simple[1]), int(simple[2])
+        if last < first:
+            return [] if reject_backwards else None
+        return [(first, min(last, length - 1))] if first < length else []
     unit, equals, range_set = range_header.strip(_OWS).partition("=")
     if not equals or _TOKEN.fullmatch(unit) is None or unit.lower() != "bytes":
         return None

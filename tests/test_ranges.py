@@ -895,3 +895,19 @@ def test_any_range_header_text_gives_a_coherent_answer(media_path: Path, range_h
     assert answer.status in (200, 206, 416)
     with media_path.open("rb") as media:
         assert len(body_of(answer, media)) == int(headers_of(answer)["Content-Length"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(first=st.integers(0, 10**15 - 1), last=st.integers(0, 10**15 - 1),
+       length=st.one_of(st.integers(0, 4096), st.integers(0, 10**16)), reject_backwards=st.booleans(),
+       zeros=st.integers(0, 3))
+def test_the_one_closed_range_shortcut_decides_as_the_general_parser(first, last, length, reject_backwards, zeros):
+    """``bytes=a-b`` is what players send; its shortcut must agree with the full parse of the same range-set
+    (a trailing empty element sends it the long way; it means the same)."""
+    from api.ranges import _ONE_CLOSED_RANGE, _requested_parts
+
+    pad = "0" * zeros
+    header = f"bytes={pad}{first}-{last}"
+    assert (_ONE_CLOSED_RANGE.fullmatch(header) is not None) == (len(f"{pad}{first}") <= 15)
+    assert _requested_parts(header, length, reject_backwards) == _requested_parts(header + ",", length,
+                                                                                  reject_backwards)
