@@ -260,8 +260,8 @@ class Settings:
     trust_proxy: int = setting("RECPLAY_TRUST_PROXY", 0, parse=_trust_proxy)
     # Fetch a recording as soon as Twilio's status callback says it is completed.
     prefetch: bool = setting("RECPLAY_PREFETCH", False)
-    # Per-business request limits (flask-limiter syntax); the stream endpoint has its own, higher one because
-    # players issue many Range requests. Set and empty: no limit.
+    # Per-business request limits ("N/unit", several separated by ";": api/limits.py); the stream endpoint has
+    # its own, higher one because players issue many Range requests. Set and empty: no limit.
     rate_limit: str = setting("RECPLAY_RATE_LIMIT", "600/minute")
     stream_rate_limit: str = setting("RECPLAY_STREAM_RATE_LIMIT", "3000/minute")
     rate_limit_storage_url: str | None = setting("RECPLAY_RATE_LIMIT_STORAGE_URL", None)
@@ -299,7 +299,8 @@ class Settings:
 
     @property
     def rate_limit_storage(self) -> str:
-        """The abuse limits' counter storage, in the ``limits`` library's URL form."""
+        """The abuse limits' counter storage: a ``redis://`` URL, or ``redis+sentinel://host:port,.../master``
+        (api/limits.py)."""
         if self.rate_limit_storage_url:
             return self.rate_limit_storage_url
         sentinels = self.sentinels
