@@ -41,7 +41,8 @@ def run(smoke: bool) -> Values:
     body = make_wav(0.2)
     with harness.stack("fairness", RECPLAY_MAX_CONCURRENT="2") as st:
         st.worker(concurrency=16)
-        base = st.api(workers=2, threads=8)
+        # The API as it ships (deploy/gunicorn.conf.py: gevent), 2 workers.
+        base = st.api(workers=2, worker_class="gevent")
         a_calls = [f"A{i}" for i in range(flood_jobs)]
         b_alone = [f"Balone{i}" for i in range(b_jobs)]
         b_flood = [f"Bflood{i}" for i in range(b_jobs)]
@@ -108,8 +109,8 @@ SCENARIO = Scenario(
     title="2. Fairness",
     setup="Business A floods 1,000 POST /fetch (8 client threads, as fast as the API answers) at limit 2, "
           "provider latency 0.2 s; business B sends one POST /fetch every 2 s for 60 s (30 jobs, same latency), "
-          "first alone, then under A's flood. One worker, threads pool, concurrency 16; gunicorn 2 x 8 threads. "
-          "Wait = B's request sent -> B's recording ready.",
+          "first alone, then under A's flood. One worker, threads pool, concurrency 16; gunicorn with "
+          "deploy/gunicorn.conf.py, 2 gevent workers. Wait = B's request sent -> B's recording ready.",
     smoke_setup="A floods 100 jobs; B sends one job every 2 s for 6 s (3 jobs), alone and under the flood.",
     metrics=[
         Metric("p50_ratio", "B p50 wait, flood / alone", "x"),
