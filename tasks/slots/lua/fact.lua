@@ -10,8 +10,4 @@ if mode == 'bury' then
   redis.call('EXPIRE', KEYS[1], ttl)
   return 1
 end
-if redis.call('HGET', KEYS[1], 'gone') == id then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-redis.call('EXPIRE', KEYS[1], ttl)
-return 1
+return write_fact(id, ttl, 4)

@@ -1,5 +1,6 @@
 -- lib.lua: helpers prepended to every semaphore script (tasks/slots/scripts.py joins them).
--- Every script that uses these takes the same KEYS, all tagged with {business_id} (tasks/slots/keys.py):
+-- Every script that uses these (but write_fact, at the end) takes the same KEYS, all tagged with {business_id}
+-- (tasks/slots/keys.py):
 --   KEYS[1] holders      ZSET  call_sid -> lease expiry (ms, Redis TIME); a reservation's too. Expired members
 --                              no longer count; only the sweep removes them (it requeues or re-parks their job)
 --   KEYS[2] holder-info  HASH  call_sid -> "fence|task_id|worker" ("" worker = a reservation)
@@ -113,4 +114,15 @@ local function requeue(now, call_sid, job_key, error)
   -- No message is valid until a hand-off names a new task id: a late redelivery of the old one is stale.
   redis.call('HSET', job_key, 'status', 'queued', 'task_id', '', 'worker', '', 'error', error, 'queued_at', now)
   park(call_sid, job_key, redis.call('HGET', job_key, 'seq') or 0)
+end
+
+-- The scripts whose KEYS[1] is a recording's fact hash (fact.lua, ready.lua; tasks/slots/facts.py): write it
+-- whole, from field, value... at ARGV[first] on, unless it holds the tombstone of the same recording `id` (deleted
+-- meanwhile). Returns 1 if written.
+local function write_fact(id, ttl, first)
+  if redis.call('HGET', KEYS[1], 'gone') == id then return 0 end
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], unpack(ARGV, first))
+  redis.call('EXPIRE', KEYS[1], ttl)
+  return 1
 end
