@@ -8,6 +8,7 @@ and another attempt finishes), which a killed process cannot do.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 
@@ -252,3 +253,21 @@ def test_one_thread_renews_the_leases_of_every_running_download_and_none_after_i
     assert not any(beat.lost.is_set() for beat in beats)
     for beat in beats[:6]:
         beat.__exit__()
+
+
+def test_a_shorter_lease_begun_while_the_renewer_waits_for_a_longer_one_is_still_renewed(rclient, settings):
+    long_slots = BusinessSlots(rclient, BIZ, settings)  # lease_seconds of the test settings: renewals far apart
+    short_slots = BusinessSlots(rclient, BIZ, dataclasses.replace(settings, lease_seconds=1))
+    long_slots.set_limit(2)
+    got_long = long_slots.acquire("CA0", ask(rclient, settings, "CA0", "http://127.0.0.1:9/biz1/0.wav"), "w1")
+    got_short = short_slots.acquire("CA1", ask(rclient, settings, "CA1", "http://127.0.0.1:9/biz1/1.wav"), "w1")
+    assert isinstance(got_long, Acquired) and isinstance(got_short, Acquired)
+    with Heartbeat(long_slots, "CA0", got_long.fence):
+        wait_for(lambda: time.monotonic() + 5 < download._renewer._wakes_at < math.inf, 5,
+                 "the renewer to sleep until the long lease's renewal")
+        with Heartbeat(short_slots, "CA1", got_short.fence) as beat:
+            deadline = time.monotonic() + 3.0  # three lease periods of the short one
+            while time.monotonic() < deadline:
+                time.sleep(0.1)
+                assert short_slots.active() == 2
+            assert not beat.lost.is_set()

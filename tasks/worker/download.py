@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import logging
+import math
 import os
 import random
 import threading
@@ -62,17 +63,19 @@ class _Renewer:
         self._beats: dict[int, tuple[float, Heartbeat]] = {}  # id -> (when its next renewal is due, the beat)
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._wakes_at = math.inf  # when the thread next looks, unless woken
 
     def add(self, beat: Heartbeat) -> None:
         with self._lock:
             if self._pid != os.getpid():  # a forked child has none of its parent's threads or beats
-                self._beats, self._thread, self._pid = {}, None, os.getpid()
-            self._beats[id(beat)] = (time.monotonic() + beat.interval, beat)
+                self._beats, self._thread, self._pid, self._wakes_at = {}, None, os.getpid(), math.inf
+            due = time.monotonic() + beat.interval
+            self._beats[id(beat)] = (due, beat)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="lease-renewer", daemon=True)
                 self._thread.start()
-            elif len(self._beats) == 1:
-                self._lock.notify()  # it waits with nothing to renew: the new one is now the earliest
+            elif due < self._wakes_at:
+                self._lock.notify()  # due before the thread would look (it had nothing, or later ones only)
 
     def remove(self, beat: Heartbeat) -> None:
         with self._lock:
@@ -86,8 +89,9 @@ class _Renewer:
                 for beat in due:
                     self._beats[id(beat)] = (now + beat.interval, beat)
                 if not due:
-                    earliest = min((when for when, _ in self._beats.values()), default=None)
-                    self._lock.wait(None if earliest is None else earliest - now)
+                    self._wakes_at = min((when for when, _ in self._beats.values()), default=math.inf)
+                    self._lock.wait(None if self._wakes_at == math.inf else self._wakes_at - now)
+                    self._wakes_at = now  # awake: a beat added now is seen without a notify
                     continue
             for beat in due:
                 beat.context.run(beat.renew)
