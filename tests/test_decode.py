@@ -28,6 +28,7 @@ import psutil
 import pytest
 from av.audio.stream import AudioStream
 
+from tasks.media import decode as decode_mod
 from tasks.media import sandbox
 from tasks.media.decode import (
     FORMATS,
@@ -341,6 +342,66 @@ def test_wav_of_each_served_pcm_codec_decodes_to_the_same_waveform(codec: str, t
     slack = 4 if codec in ("pcm_mulaw", "pcm_alaw") else 2  # G.711's step near half scale is 1/32: 4 in int8
     assert np.all(np.abs(peaks.maxs.astype(int) - 64) <= slack), peaks.maxs
     assert np.all(np.abs(peaks.mins.astype(int) + 64) <= slack), peaks.mins
+
+
+def _riff(*chunks: tuple[bytes, bytes], size: int | None = None, cut: int = 0) -> bytes:
+    """A RIFF/WAVE file of ``chunks`` (tag, payload) in that order; ``size`` overrides the data chunk's size."""
+    body = b"WAVE"
+    for tag, payload in chunks:
+        declared = size if tag == b"data" and size is not None else len(payload)
+        body += tag + struct.pack("<I", declared) + payload + b"\0" * (len(payload) % 2)
+    whole = b"RIFF" + struct.pack("<I", len(body)) + body
+    return whole[:len(whole) - cut]
+
+
+def _fmt(codec: int, channels: int, rate: int, bits: int) -> tuple[bytes, bytes]:
+    align = channels * bits // 8
+    return b"fmt ", struct.pack("<HHIIHH", codec, channels, rate, rate * align, align, bits)
+
+
+_NOISE = np.random.default_rng(7).integers(0, 256, 3_000_000, dtype=np.uint8).tobytes()
+_PCM16, _ALAW = _fmt(1, 1, 8000, 16), _fmt(6, 1, 8000, 8)
+_LIST = (b"LIST", b"INFO" + b"x" * 100_000)
+WAV_LAYOUTS = {
+    "fmt, data": _riff(_PCM16, (b"data", _NOISE[:16_000])),
+    "2 MiB past one probe": _riff(_PCM16, (b"data", _NOISE[:2 << 20])),
+    "stereo 24-bit": _riff(_fmt(1, 2, 48000, 24), (b"data", _NOISE[:600_000])),
+    "G.711 A-law": _riff(_ALAW, (b"data", _NOISE[:400_000])),
+    "a large LIST first": _riff(_LIST, _PCM16, (b"data", _NOISE[:200_000])),
+    "a large LIST between": _riff(_PCM16, _LIST, (b"data", _NOISE[:200_000])),
+    "a chunk after the data": _riff(_PCM16, (b"data", _NOISE[:200_000]), _LIST),
+    "data before fmt": _riff((b"data", _NOISE[:200_000]), _PCM16),
+    "data size 0": _riff(_PCM16, (b"data", _NOISE[:200_000]), size=0),
+    "data size unknown": _riff(_PCM16, (b"data", _NOISE[:200_000]), size=0xFFFF_FFFF),
+    "data size short": _riff(_PCM16, (b"data", _NOISE[:200_000]), size=1000),
+    "cut by one sample": _riff(_PCM16, (b"data", _NOISE[:200_000]), cut=2),
+    "cut by half": _riff(_PCM16, (b"data", _NOISE[:200_000]), cut=100_000),
+    "no samples": _riff(_PCM16, (b"data", b"")),
+    "nine channels": _riff(_fmt(1, 9, 8000, 16), (b"data", _NOISE[:180_000])),
+}
+
+
+@pytest.mark.parametrize("layout", WAV_LAYOUTS)
+def test_a_wav_gets_the_same_verdict_with_one_packet_of_probing_as_with_ffmpegs_default(
+        layout: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The WAV options stop stream probing after one packet (a 10 MiB WAV's decode went from 105 to 10 ms): the
+    samples, peaks and refusals must be those of FFmpeg's default probing of 5 MB."""
+    path = tmp_path / "call.wav"
+    path.write_bytes(WAV_LAYOUTS[layout])
+    assert decode_mod._demuxer_options(path.read_bytes()[:1024])["probesize"] == "65536"
+
+    def verdict() -> tuple[str, object]:
+        try:
+            return "decoded", decode_mod.decode_in_process(path)
+        except NotAudio as exc:
+            return "refused", str(exc)
+
+    ours = verdict()
+    monkeypatch.setattr(decode_mod, "_demuxer_options", lambda head: {"max_size": "65536"})
+    assert verdict() == ours
+    expected_kind = {"cut by one sample": "refused", "cut by half": "refused", "no samples": "refused",
+                     "nine channels": "refused", "data before fmt": "decoded"}.get(layout, "decoded")
+    assert ours[0] == expected_kind, ours
 
 
 @pytest.mark.parametrize("fmt", ["u8", "u8p", "s16", "s16p", "s32", "s32p", "flt", "fltp", "dbl", "dblp"])
