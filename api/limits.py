@@ -36,6 +36,7 @@ from api.errors import error_response
 from tasks.access import verify_business_token, verify_stream_token
 from tasks.errors import AccessDenied, ConfigError
 from tasks.settings import Settings
+from tasks.slots.client import DRIVER_INFO
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def storage_client(url: str) -> redis.Redis:
     # No retries (redis-py's default retries with backoff for seconds): a request that finds Redis failing
     # passes unchecked at once, which costs less than holding it.
     options = {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
-               "retry": Retry(NoBackoff(), 0)}
+               "retry": Retry(NoBackoff(), 0), "driver_info": DRIVER_INFO}
     if not url.startswith("redis+sentinel://"):
         return redis.Redis.from_url(url.replace("redis+unix://", "unix://", 1), **options)
     parts = urlsplit(url)
