@@ -13,7 +13,7 @@ from tasks.settings import get_settings
 
 #: What each new connection tells the server (CLIENT SETINFO), as redis-py would, with the version given here: left to
 #: redis-py, it is read from the package's metadata for every new connection (a third of the connect's CPU; a burst
-#: that grows a gevent worker's pool by a connection per waiting request spent a quarter of the API's CPU on it).
+#: that grows a gevent worker's pool by a connection per waiting request spent 13 % of the API's CPU on it).
 DRIVER_INFO = DriverInfo(lib_version=redis.__version__)
 
 
