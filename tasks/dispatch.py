@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from kombu.utils.json import dumps
 
 from tasks import app
 
@@ -33,6 +39,44 @@ def send_download(business_id: str, call_sid: str, task_id: str, countdown: floa
     )
     log.info("dispatched business_id=%s call_sid=%s task_id=%s countdown=%s",
              business_id, call_sid, task_id, countdown)
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """A download message as kombu's Redis transport writes it (:func:`download_message`)."""
+
+    queue: str  # the list it goes on
+    payload: str
+    sent_event: dict[str, Any]  # the fields of its ``task-sent`` event (:func:`announce_sent`)
+
+
+def download_message(business_id: str, call_sid: str, task_id: str) -> QueuedMessage:
+    """A download message for the download queue, for a script that pushes it in the step that creates the job
+    (``request.lua``): the message ``send_download`` publishes, down to its headers (``tests/test_dispatch.py``
+    holds the two together). Only for a message with no countdown and the default priority, whose list is the
+    queue's own name.
+    """
+    message = app.amqp.create_task_message(task_id, DOWNLOAD_TASK, [business_id, call_sid], {"v": MESSAGE_VERSION},
+                                           reply_to=app.thread_oid, ignore_result=None,
+                                           create_sent_event=app.conf.task_send_sent_event)
+    body = base64.b64encode(dumps(message.body).encode()).decode()
+    properties = {**message.properties, "delivery_mode": 2, "priority": 0, "body_encoding": "base64",
+                  "delivery_info": {"exchange": "", "routing_key": DOWNLOAD_QUEUE},
+                  "delivery_tag": str(uuid.uuid4())}
+    payload = dumps({"body": body, "content-encoding": "utf-8", "content-type": "application/json",
+                     "headers": message.headers, "properties": properties})
+    return QueuedMessage(DOWNLOAD_QUEUE, payload, message.sent_event or {})
+
+
+def announce_sent(message: QueuedMessage) -> None:
+    """Publish the ``task-sent`` event of a message a script pushed, as ``send_task`` does for the messages it
+    publishes (``task_send_sent_event``, celeryconfig.py): Flower lists the task from the moment it is queued."""
+    if not message.sent_event:
+        return
+    fields = {**message.sent_event, "queue": message.queue, "exchange": "", "routing_key": message.queue}
+    with app.producer_or_acquire() as producer:
+        app.amqp._event_dispatcher.publish("task-sent", fields, producer, retry=True,
+                                           retry_policy=app.conf.task_publish_retry_policy)
 
 
 def send_handed(business_id: str, handed: list[tuple[str, str]]) -> None:

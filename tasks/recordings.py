@@ -17,7 +17,7 @@ import redis
 
 from tasks.catalog.models import FAILED, HTTP, NEW, READY, TWILIO, WANTED, RecordingRow
 from tasks.catalog.queries import Catalog
-from tasks.dispatch import send_download, send_handed
+from tasks.dispatch import announce_sent, download_message, send_handed
 from tasks.errors import Conflict, NotFound, ProviderError, TwilioAccountMismatch, TwilioNotConfigured
 from tasks.media import twilio
 from tasks.media.http import Fetcher, check_media_url, is_twilio_url, new_session
@@ -26,7 +26,7 @@ from tasks.media.types import safe_content_type
 from tasks.settings import Settings
 from tasks.slots import events, keys
 from tasks.slots.facts import Fact, bury_fact, forget_fact, read_fact, write_fact
-from tasks.slots.jobs import Job, RequestMode, delete_job, get_job, get_jobs, request_job
+from tasks.slots.jobs import Job, RequestMode, delete_job, get_job, get_jobs, new_task_id, request_job
 from tasks.slots.semaphore import BusinessSlots
 
 log = logging.getLogger(__name__)
@@ -320,15 +320,29 @@ class Recordings:
             self.forget(rec.call_sid)
             rec = dataclasses.replace(rec, state=WANTED, file_path=None, sha256=None, ready_at=None)
             mode = "force"
+        seen = rec.state
+        if seen == FAILED:
+            # Before the job: a failure of its first attempt, which may come at once, must come after this.
+            self.catalog.mark_wanted(rec.id)
+        # The message goes out in the step that creates the job, when a slot is reserved for it (a parked job gets
+        # its message when handed one): in a burst, every later step of this request waits behind the others'.
+        task_id = new_task_id()
+        message = download_message(self.business_id, rec.call_sid, task_id)
         result = request_job(self.client, self.settings, self.business_id, rec.call_sid,
-                             media_url=rec.media_url or "", recording_id=rec.id, mode=mode)
+                             media_url=rec.media_url or "", recording_id=rec.id, mode=mode, task_id=task_id,
+                             message=(message.queue, message.payload))
         if result.outcome in ("enqueued", "parked"):
-            if rec.state != WANTED:
-                self.catalog.mark_wanted(rec.id)
+            if result.sent:
+                log.info("dispatched business_id=%s call_sid=%s task_id=%s", self.business_id, rec.call_sid,
+                         task_id)
+            if seen not in (WANTED, FAILED):
+                # Only from the state read: an outcome a worker recorded since (ready, failed) stays.
+                self.catalog.mark_wanted(rec.id, seen=seen)
+            if seen != WANTED:
                 rec = dataclasses.replace(rec, state=WANTED, error=None)
-            if result.task_id:  # a slot is reserved for it; a parked job gets its message when handed one
-                send_download(self.business_id, rec.call_sid, result.task_id)
             events.publish(self.client, self.business_id, rec.call_sid, "queued")
+            if result.sent:
+                announce_sent(message)
         # No second catalog read: this request changed the row only as just mirrored in ``rec``.
         self.remember(rec)
         return self.status(rec)

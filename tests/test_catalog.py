@@ -98,6 +98,26 @@ def test_pages_are_newest_first_and_follow_an_id_cursor(catalog_url):
     assert cat.page("biz", 2, ids[0]) == []
 
 
+def test_marking_wanted_from_a_state_read_keeps_an_outcome_recorded_since(catalog_url):
+    # The API reads a row, creates its job (whose message is out at once), then marks the row wanted from the
+    # state it read: a worker that recorded a failure or a result in between keeps it.
+    cat = _catalog(catalog_url)
+    failed, _ = cat.register("biz", "CA1", URL, None)
+    cat.mark_failed(failed.id, "provider 404", 1)
+    cat.mark_wanted(failed.id, seen=NEW)
+    assert cat.get("biz", "CA1").state == FAILED  # type: ignore[union-attr]
+    ready, _ = cat.register("biz", "CA2", URL, None)
+    _ready(cat, ready.id, size=10)
+    cat.mark_wanted(ready.id, seen=NEW)
+    assert cat.get("biz", "CA2").state == READY  # type: ignore[union-attr]
+    untouched, _ = cat.register("biz", "CA3", URL, None)
+    cat.mark_wanted(untouched.id, seen=NEW)
+    assert cat.get("biz", "CA3").state == WANTED  # type: ignore[union-attr]
+    cat.mark_failed(untouched.id, "provider 404", 1)
+    cat.mark_wanted(untouched.id)  # without a state read: a failed recording asked for again
+    assert cat.get("biz", "CA3").state == WANTED  # type: ignore[union-attr]
+
+
 def test_state_transitions_keep_a_ready_recording_ready(catalog_url):
     cat = _catalog(catalog_url)
     row, _ = cat.register("biz", "CA1", URL, None)

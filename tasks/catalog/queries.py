@@ -100,6 +100,8 @@ _SET_MEDIA_URL = (update(_T).where(_T.c.id == bindparam("recording_id"), _T.c.me
 _MEDIA_URL = select(_T.c.media_url).where(_T.c.id == bindparam("recording_id"))
 _MARK_WANTED = (update(_T).where(_T.c.id == bindparam("recording_id"), _T.c.state != READY)
                 .values(state=WANTED, error=None))
+_MARK_WANTED_FROM = (update(_T).where(_T.c.id == bindparam("recording_id"), _T.c.state != READY,
+                                      _T.c.state == bindparam("seen")).values(state=WANTED, error=None))
 # What decoding found: a channel count when there is one, a duration only where the provider gave none.
 _MEDIA_FACTS = {
     "channels": func.coalesce(bindparam("channels", type_=_T.c.channels.type), _T.c.channels),
@@ -195,9 +197,14 @@ class Catalog:
             held = conn.execute(_MEDIA_URL, {"recording_id": recording_id}).scalar()
         return held or media_url
 
-    def mark_wanted(self, recording_id: int) -> None:
+    def mark_wanted(self, recording_id: int, seen: str | None = None) -> None:
+        """Someone asked for it (a ready recording stays ready); with ``seen``, only while the row is still in
+        that state, so that an outcome recorded since the caller read it is kept."""
         with self.engine.begin() as conn:
-            conn.execute(_MARK_WANTED, {"recording_id": recording_id})
+            if seen is None:
+                conn.execute(_MARK_WANTED, {"recording_id": recording_id})
+            else:
+                conn.execute(_MARK_WANTED_FROM, {"recording_id": recording_id, "seen": seen})
 
     def mark_ready(self, recording_id: int, *, size_bytes: int, content_type: str, sha256: str,
                    file_path: str, attempts: int, duration_seconds: float | None = None,

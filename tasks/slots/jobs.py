@@ -64,6 +64,7 @@ class RequestResult:
     task_id: str | None = None
     status: str | None = None
     error: str | None = None
+    sent: bool = False  # enqueued, and the message given to request_job is on its queue
 
 
 def _job_keys(business_id: str, call_sid: str) -> list[str]:
@@ -83,18 +84,27 @@ def request_job(
     media_url: str,
     recording_id: int,
     mode: RequestMode = "fetch",
+    task_id: str | None = None,
+    message: tuple[str, str] | None = None,
 ) -> RequestResult:
-    """Create the job, or return the existing one; on ``enqueued`` the caller sends the message."""
-    task_id = str(uuid.uuid4())
+    """Create the job, or return the existing one; on ``enqueued`` the caller sends the message, unless it gave
+    it: ``message`` (queue list, payload: :func:`tasks.dispatch.download_message` for ``task_id``) is pushed by
+    the script that reserves the slot, and the result says ``sent``."""
+    if message is not None and task_id is None:
+        raise ValueError("a message is for the task id it names: pass that task_id too")
+    task_id = task_id or new_task_id()
+    queue, payload = message or ("", "")
     reply = script(client, "request")(
-        keys=_job_keys(business_id, call_sid),
+        keys=[*_job_keys(business_id, call_sid), *([queue] if message else [])],
         args=[call_sid, task_id, media_url, recording_id, settings.dedup_seconds * 1000, mode,
-              settings.max_concurrent, settings.reservation_seconds * 1000],
+              settings.max_concurrent, settings.reservation_seconds * 1000, payload],
     )
     kind = reply[0]
     if kind in ("enqueued", "parked"):
         client.sadd(keys.BUSINESSES, business_id)
-        return RequestResult(kind, task_id=reply[1] if kind == "enqueued" else None, status=QUEUED)
+        if kind == "parked":
+            return RequestResult(kind, status=QUEUED)
+        return RequestResult(kind, task_id=reply[1], status=QUEUED, sent=reply[2] == 1)
     if kind == "exists":
         return RequestResult("exists", status=reply[1])
     if kind == "failed":

@@ -6,7 +6,11 @@
 -- ARGV[5] dedup window in ms   ARGV[6] mode: "fetch" (a failed job gets a new attempt), "stream" (a failed job
 --         stays failed), "force" (the store lost the file: run even inside the dedup window)
 -- ARGV[7] default limit   ARGV[8] reservation in ms
--- Returns {"enqueued", task_id} | {"parked"} | {"exists", status} | {"ready"} | {"failed", error}.
+-- ARGV[9] the job's broker message for the new task id ("" for none: the caller sends it), with KEYS[10] the
+--         broker queue's list it goes on: pushed here as kombu's Redis transport would, in the step that reserves
+--         the slot, so the message is out the moment the job exists. KEYS[10] is the one key outside the business's
+--         hash slot: it is in the broker's database, which is REDIS_URL's (celeryconfig.py).
+-- Returns {"enqueued", task_id, sent (1 or 0)} | {"parked"} | {"exists", status} | {"ready"} | {"failed", error}.
 local call_sid, task_id, mode = ARGV[1], ARGV[2], ARGV[6]
 local job_key = KEYS[9]
 local now = now_ms()
@@ -35,7 +39,9 @@ redis.call('HSET', job_key, 'status', 'queued', 'task_id', '', 'media_url', ARGV
   'seq', seq)
 if may_take_slot(now, ARGV[7], seq) then
   reserve(now, call_sid, job_key, task_id, tonumber(ARGV[8]))
-  return {'enqueued', task_id}
+  if ARGV[9] == '' then return {'enqueued', task_id, 0} end
+  redis.call('LPUSH', KEYS[10], ARGV[9])
+  return {'enqueued', task_id, 1}
 end
 park(call_sid, job_key, seq)
 return {'parked'}

@@ -1,0 +1,103 @@
+"""The download message a job script pushes (tasks/dispatch.py download_message, request.lua): byte for byte the
+message Celery itself publishes, on the queue a worker reads, and pushed only when the job gets a slot."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks.dispatch import DOWNLOAD_QUEUE, announce_sent, download_message, send_download
+from tasks.settings import get_settings, reset_settings
+from tasks.slots.client import get_redis
+from tasks.slots.jobs import new_task_id, request_job
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def _without_tag(raw: bytes | str) -> tuple[dict[str, Any], str]:
+    message = json.loads(raw)
+    return message, message["properties"].pop("delivery_tag")
+
+
+def test_the_message_a_script_pushes_is_the_one_celery_publishes(data_dir: Path) -> None:
+    client = get_redis()
+    send_download("biz1", "CA1", "task-1")
+    (published,) = client.lrange(DOWNLOAD_QUEUE, 0, -1)
+    built = download_message("biz1", "CA1", "task-1")
+    queue, ours = built.queue, built.payload
+    assert queue == DOWNLOAD_QUEUE
+
+    theirs, their_tag = _without_tag(published)
+    mine, my_tag = _without_tag(ours)
+    assert mine == theirs
+    assert UUID.fullmatch(my_tag) and UUID.fullmatch(their_tag) and my_tag != their_tag  # a tag per message
+    assert json.loads(base64.b64decode(mine["body"])) == [["biz1", "CA1"], {"v": 1},
+                                                         {"callbacks": None, "errbacks": None, "chain": None,
+                                                          "chord": None}]
+    assert (mine["headers"]["task"], mine["headers"]["id"]) == ("tasks.download", "task-1")
+
+
+def test_a_request_pushes_its_message_only_when_it_reserves_a_slot(data_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECPLAY_MAX_CONCURRENT", "1")
+    reset_settings()
+    client, settings = get_redis(), get_settings()
+
+    def ask(call_sid: str):  # type: ignore[no-untyped-def]
+        task_id = new_task_id()
+        message = download_message("biz1", call_sid, task_id)
+        result = request_job(client, settings, "biz1", call_sid, media_url="http://h/x", recording_id=1,
+                             task_id=task_id, message=(message.queue, message.payload))
+        return result, message.payload
+
+    first, pushed = ask("CA1")
+    assert (first.outcome, first.sent) == ("enqueued", True)
+    assert client.lrange(DOWNLOAD_QUEUE, 0, -1) == [pushed]
+    assert json.loads(pushed)["headers"]["id"] == first.task_id
+
+    again, _ = ask("CA1")  # the same job: nothing new
+    parked, _ = ask("CA2")  # the business's one slot is taken: it waits in Redis, without a message
+    assert (again.outcome, again.sent, parked.outcome, parked.sent) == ("exists", False, "parked", False)
+    assert client.lrange(DOWNLOAD_QUEUE, 0, -1) == [pushed]
+
+    plain = request_job(client, settings, "biz2", "CA3", media_url="http://h/x", recording_id=1)
+    assert (plain.outcome, plain.sent) == ("enqueued", False)  # no message given: the caller sends it
+    assert client.llen(DOWNLOAD_QUEUE) == 1
+
+    with pytest.raises(ValueError, match="task_id"):
+        request_job(client, settings, "biz3", "CA4", media_url="http://h/x", recording_id=1,
+                    message=(DOWNLOAD_QUEUE, download_message("biz3", "CA4", "t").payload))
+
+
+def _next_event(pubsub: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        got = pubsub.get_message(timeout=1.0)
+        if got and got["type"] == "pmessage":
+            envelope = json.loads(got["data"])
+            return {"channel": got["channel"], **json.loads(base64.b64decode(envelope["body"]))}
+    raise AssertionError("no event within 10 s")
+
+
+def test_a_pushed_message_gets_the_task_sent_event_celery_would_publish(data_dir: Path) -> None:
+    pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe("*celeryev*")
+    try:
+        send_download("biz1", "CA1", "task-1")
+        theirs = _next_event(pubsub)
+        announce_sent(download_message("biz1", "CA1", "task-1"))
+        ours = _next_event(pubsub)
+    finally:
+        pubsub.close()
+    assert ours["channel"].endswith("celeryev/task.sent")
+    moments = ("timestamp", "clock")  # when it was sent, and the sender's event clock, which moves on each time
+    assert ours["clock"] > theirs["clock"]
+    assert {k: v for k, v in ours.items() if k not in moments} == {k: v for k, v in theirs.items() if k not in moments}
+    assert (ours["type"], ours["uuid"], ours["name"], ours["queue"]) == ("task-sent", "task-1", "tasks.download",
+                                                                         "recplay")
