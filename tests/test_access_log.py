@@ -52,6 +52,19 @@ def test_the_shipped_format_gives_gunicorns_own_line(status, sent, environ, took
                                                                          took, caplog)
 
 
+def test_a_path_can_neither_forge_a_line_nor_leave_its_quotes(caplog):
+    # A %0A in a request's path is a newline in PATH_INFO: written as it is, it would start a line of the client's.
+    forged = '/x\n10.0.0.1 "GET /admin" 200 0 1ms\\\x85'
+    environ = {"REMOTE_ADDR": "10.0.0.7", "REQUEST_METHOD": "GET\r", "PATH_INFO": forged}
+    resp = SimpleNamespace(status="404 Not Found", sent=60, headers=[])
+    line = _line(AccessLog, ACCESS_FORMAT, resp, environ, timedelta(milliseconds=3), caplog)
+    assert line == ('10.0.0.7 "GET\\x0d /x\\x0a10.0.0.1 \\x22GET /admin\\x22 200 0 1ms\\x5c\\x85" 404 60 3ms')
+    assert "\n" not in line and "\r" not in line and line.count('"') == 2
+    plain = {**environ, "REQUEST_METHOD": "GET", "PATH_INFO": "/media/biz/CA1-1.wav é"}  # printable: as it is
+    assert _line(AccessLog, ACCESS_FORMAT, resp, plain, timedelta(milliseconds=3), caplog) == (
+        '10.0.0.7 "GET /media/biz/CA1-1.wav é" 404 60 3ms')
+
+
 def test_the_deploy_config_uses_it_with_the_shipped_format():
     conf = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
     assert (conf["logger_class"], conf["access_log_format"]) == ("gunicorn_access.AccessLog", ACCESS_FORMAT)
