@@ -15,7 +15,8 @@ import pytest
 from tasks.dispatch import DOWNLOAD_QUEUE, announce_sent, download_message, send_download
 from tasks.settings import get_settings, reset_settings
 from tasks.slots.client import get_redis
-from tasks.slots.jobs import new_task_id, request_job
+from tasks.slots.jobs import _job_keys, new_task_id, request_job
+from tasks.slots.scripts import script
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
@@ -68,6 +69,10 @@ def test_a_request_pushes_its_message_only_when_it_reserves_a_slot(data_dir: Pat
 
     plain = request_job(client, settings, "biz2", "CA3", media_url="http://h/x", recording_id=1)
     assert (plain.outcome, plain.sent) == ("enqueued", False)  # no message given: the caller sends it
+    # A caller of the script's eight arguments, from before it took a message, gets a job and no push.
+    older = script(client, "request")(keys=_job_keys("biz4", "CA5"),
+                                      args=["CA5", "t5", "http://h/x", 1, 60000, "fetch", 5, 30000])
+    assert older == ["enqueued", "t5", 0]
     assert client.llen(DOWNLOAD_QUEUE) == 1
 
     with pytest.raises(ValueError, match="task_id"):

@@ -39,7 +39,7 @@ redis.call('HSET', job_key, 'status', 'queued', 'task_id', '', 'media_url', ARGV
   'seq', seq)
 if may_take_slot(now, ARGV[7], seq) then
   reserve(now, call_sid, job_key, task_id, tonumber(ARGV[8]))
-  if ARGV[9] == '' then return {'enqueued', task_id, 0} end
+  if (ARGV[9] or '') == '' then return {'enqueued', task_id, 0} end  -- (a caller of eight arguments sends itself)
   redis.call('LPUSH', KEYS[10], ARGV[9])
   return {'enqueued', task_id, 1}
 end
