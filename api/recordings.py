@@ -20,7 +20,7 @@ from tasks.catalog.models import FAILED, HTTP, PROVIDERS, READY, TWILIO, Recordi
 from tasks.ids import check_id, is_valid_id
 from tasks.media.links import media_link, parse_key
 from tasks.media.types import safe_content_type
-from tasks.recordings import STATUSES, ListFilter, Recordings, Status
+from tasks.recordings import STATUSES, ListFilter, Recordings, Status, status_of
 from tasks.slots.client import get_redis
 
 bp = Blueprint("recordings", __name__, url_prefix="/api/recordings")
@@ -197,11 +197,12 @@ def fetch(call_sid: str) -> Response:
     recs = _recordings(business_from_header())
     # A recording that is ready, or whose job is queued or running, is answered from Redis alone: a burst of
     # duplicates costs no catalog read.
-    known, _ = recs.known(check_id(call_sid, "call_sid"))
+    known, job = recs.known(check_id(call_sid, "call_sid"))
     if known is not None:
         return _pending(recs, known, 200 if known.status == READY else 202)
     rec = _owned(recs, call_sid)
-    current = recs.status(rec)
+    # The job as known() read it, a moment ago: one a request created since is found by request() at once.
+    current = status_of(rec, job, recs.store)
     if current.status == READY:
         recs.remember(rec)
         return _pending(recs, current, 200)

@@ -340,7 +340,6 @@ class Recordings:
                 self.catalog.mark_wanted(rec.id, seen=seen)
             if seen != WANTED:
                 rec = dataclasses.replace(rec, state=WANTED, error=None)
-            events.publish(self.client, self.business_id, rec.call_sid, "queued")
             if result.sent:
                 announce_sent(message)
         # No second catalog read: this request changed the row only as just mirrored in ``rec``.

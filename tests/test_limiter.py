@@ -79,28 +79,31 @@ def test_freed_slots_go_to_the_parked_jobs_in_arrival_order(slots, rclient, sett
 
 
 def test_taking_a_slot_announces_processing_with_the_message_publish_sends(slots, rclient, settings):
-    """acquire.lua publishes the `processing` change itself (no second round trip): the same message, field for
-    field, as tasks.slots.events.publish would send, and nothing when the job parks."""
+    """request.lua announces a new job `queued`, acquire.lua `processing`, each itself (no second round trip):
+    the same messages, field for field, as tasks.slots.events.publish would send; a parked job is not
+    processing."""
     pubsub = rclient.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(keys.events(BIZ, "CA1"), keys.events(BIZ, "CA2"), keys.events(BIZ, "expected"))
     slots.set_limit(1)
     got = start(slots, rclient, settings, "CA1")
     assert isinstance(got, Acquired) and got.fence > 10 ** 12
     assert isinstance(start(slots, rclient, settings, "CA2"), Parked)
+    events.publish(rclient, BIZ, "expected", "queued")
     events.publish(rclient, BIZ, "expected", "processing", got.attempts, "", got.fence)
     messages: list[dict] = []
 
-    def both() -> bool:
+    def all_five() -> bool:
         message = pubsub.get_message(timeout=0.1)
         if message is not None:
             messages.append(message)
-        return len(messages) >= 2
+        return len(messages) >= 5
 
-    wait_for(both, 5, "the two messages")
-    [announced, expected] = messages
-    assert (announced["channel"], expected["channel"]) == (keys.events(BIZ, "CA1"), keys.events(BIZ, "expected"))
-    assert json.loads(announced["data"]) == json.loads(expected["data"]) == {
-        "status": "processing", "attempts": 1, "error": "", "fence": got.fence}
+    wait_for(all_five, 5, "the five messages")
+    got_messages = [(m["channel"].rsplit(":", 1)[-1], json.loads(m["data"])) for m in messages]
+    queued = {"status": "queued", "attempts": 0, "error": "", "fence": 0}
+    processing = {"status": "processing", "attempts": 1, "error": "", "fence": got.fence}
+    assert [channel for channel, _ in got_messages] == ["CA1", "CA1", "CA2", "expected", "expected"], got_messages
+    assert [data for _, data in got_messages] == [queued, processing, queued, queued, processing]
     pubsub.close()
 
 

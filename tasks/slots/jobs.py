@@ -87,9 +87,10 @@ def request_job(
     task_id: str | None = None,
     message: tuple[str, str] | None = None,
 ) -> RequestResult:
-    """Create the job, or return the existing one; on ``enqueued`` the caller sends the message, unless it gave
-    it: ``message`` (queue list, payload: :func:`tasks.dispatch.download_message` for ``task_id``) is pushed by
-    the script that reserves the slot, and the result says ``sent``."""
+    """Create the job, or return the existing one (the same script announces a new job ``queued`` to its
+    subscribers); on ``enqueued`` the caller sends the message, unless it gave it: ``message`` (queue list,
+    payload: :func:`tasks.dispatch.download_message` for ``task_id``) is pushed by the script that reserves the
+    slot, and the result says ``sent``."""
     if message is not None and task_id is None:
         raise ValueError("a message is for the task id it names: pass that task_id too")
     task_id = task_id or new_task_id()
@@ -97,7 +98,8 @@ def request_job(
     reply = script(client, "request")(
         keys=[*_job_keys(business_id, call_sid), *([queue] if message else [])],
         args=[call_sid, task_id, media_url, recording_id, settings.dedup_seconds * 1000, mode,
-              settings.max_concurrent, settings.reservation_seconds * 1000, payload],
+              settings.max_concurrent, settings.reservation_seconds * 1000, payload,
+              keys.events(business_id, call_sid), events.message(QUEUED)],
     )
     kind = reply[0]
     if kind in ("enqueued", "parked"):

@@ -10,6 +10,7 @@
 --         broker queue's list it goes on: pushed here as kombu's Redis transport would, in the step that reserves
 --         the slot, so the message is out the moment the job exists. KEYS[10] is the one key outside the business's
 --         hash slot: it is in the broker's database, which is REDIS_URL's (celeryconfig.py).
+-- ARGV[10] the job's events channel, ARGV[11] the message announcing it queued there ("" for no announcement)
 -- Returns {"enqueued", task_id, sent (1 or 0)} | {"parked"} | {"exists", status} | {"ready"} | {"failed", error}.
 local call_sid, task_id, mode = ARGV[1], ARGV[2], ARGV[6]
 local job_key = KEYS[9]
@@ -37,6 +38,8 @@ redis.call('ZREM', KEYS[8], call_sid)
 redis.call('HSET', job_key, 'status', 'queued', 'task_id', '', 'media_url', ARGV[3], 'recording_id', ARGV[4],
   'attempts', 0, 'error', '', 'parked', '0', 'fence', '', 'worker', '', 'queued_at', now, 'created_at', now,
   'seq', seq)
+-- The change, announced here rather than in a round trip of its own (a channel is no key).
+if (ARGV[10] or '') ~= '' then redis.call('PUBLISH', ARGV[10], ARGV[11]) end
 if may_take_slot(now, ARGV[7], seq) then
   reserve(now, call_sid, job_key, task_id, tonumber(ARGV[8]))
   if (ARGV[9] or '') == '' then return {'enqueued', task_id, 0} end  -- (a caller of eight arguments sends itself)
