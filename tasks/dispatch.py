@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from kombu.utils.json import dumps
@@ -55,17 +57,60 @@ def download_message(business_id: str, call_sid: str, task_id: str) -> QueuedMes
     (``request.lua``): the message ``send_download`` publishes, down to its headers (``tests/test_dispatch.py``
     holds the two together). Only for a message with no countdown and the default priority, whose list is the
     queue's own name.
+
+    It is built for every new job, also for one that then parks and never sends it: from a template of this
+    thread's messages (``reply_to`` names the thread) when every id is of the characters JSON and ``repr``
+    write as they are (ids the API accepts are), else by Celery itself.
     """
+    tag = str(uuid.uuid4())
+    if not all(_PLAIN.fullmatch(value) for value in (business_id, call_sid, task_id)):
+        return _built(business_id, call_sid, task_id, tag)
+    template = _template(app.thread_oid, app.conf.task_send_sent_event)
+
+    def filled(text: str) -> str:
+        return text.replace(_TASK, task_id).replace(_BUSINESS, business_id).replace(_CALL, call_sid)
+
+    body = base64.b64encode(filled(template.body).encode()).decode()
+    payload = filled(template.payload).replace(_BODY, body).replace(_TAG, tag)
+    sent_event = {key: filled(value) if isinstance(value, str) else value
+                  for key, value in template.sent_event.items()}
+    return QueuedMessage(DOWNLOAD_QUEUE, payload, sent_event)
+
+
+#: Stand-ins for a template's values: plain words, written the same by JSON and repr, found nowhere else in it.
+_TASK, _BUSINESS, _CALL, _BODY, _TAG = (f"recplay0template0{name}0f37b9" for name in
+                                        ("task", "business", "call", "body", "tag"))
+_PLAIN = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+
+
+@dataclass(frozen=True)
+class _Template:
+    body: str
+    payload: str
+    sent_event: dict[str, Any]
+
+
+@lru_cache(maxsize=256)
+def _template(reply_to: str, sent_event: bool) -> _Template:
+    message = app.amqp.create_task_message(_TASK, DOWNLOAD_TASK, [_BUSINESS, _CALL], {"v": MESSAGE_VERSION},
+                                           reply_to=reply_to, ignore_result=None, create_sent_event=sent_event)
+    return _Template(dumps(message.body), _envelope(message, _BODY, _TAG), message.sent_event or {})
+
+
+def _built(business_id: str, call_sid: str, task_id: str, tag: str) -> QueuedMessage:
     message = app.amqp.create_task_message(task_id, DOWNLOAD_TASK, [business_id, call_sid], {"v": MESSAGE_VERSION},
                                            reply_to=app.thread_oid, ignore_result=None,
                                            create_sent_event=app.conf.task_send_sent_event)
     body = base64.b64encode(dumps(message.body).encode()).decode()
+    return QueuedMessage(DOWNLOAD_QUEUE, _envelope(message, body, tag), message.sent_event or {})
+
+
+def _envelope(message: Any, body: str, tag: str) -> str:
+    """The message as kombu's Redis transport writes it to the queue's list."""
     properties = {**message.properties, "delivery_mode": 2, "priority": 0, "body_encoding": "base64",
-                  "delivery_info": {"exchange": "", "routing_key": DOWNLOAD_QUEUE},
-                  "delivery_tag": str(uuid.uuid4())}
-    payload = dumps({"body": body, "content-encoding": "utf-8", "content-type": "application/json",
-                     "headers": message.headers, "properties": properties})
-    return QueuedMessage(DOWNLOAD_QUEUE, payload, message.sent_event or {})
+                  "delivery_info": {"exchange": "", "routing_key": DOWNLOAD_QUEUE}, "delivery_tag": tag}
+    return str(dumps({"body": body, "content-encoding": "utf-8", "content-type": "application/json",
+                      "headers": message.headers, "properties": properties}))
 
 
 def announce_sent(message: QueuedMessage) -> None:

@@ -26,22 +26,28 @@ def _without_tag(raw: bytes | str) -> tuple[dict[str, Any], str]:
     return message, message["properties"].pop("delivery_tag")
 
 
-def test_the_message_a_script_pushes_is_the_one_celery_publishes(data_dir: Path) -> None:
+@pytest.mark.parametrize(("business_id", "call_sid", "task_id"), [
+    ("biz1", "CA1", "task-1"),
+    ("biz-2", "CA_2.x", "0d2f4c4e-7a3b-4b8e-9c1d-2e5f6a7b8c9d"),  # from the thread's template
+    ("biz1", 'CA"1\\é', "task-3"),  # not plain: built by Celery itself, escapes and all
+])
+def test_the_message_a_script_pushes_is_the_one_celery_publishes(business_id: str, call_sid: str, task_id: str,
+                                                                 data_dir: Path) -> None:
     client = get_redis()
-    send_download("biz1", "CA1", "task-1")
+    send_download(business_id, call_sid, task_id)
     (published,) = client.lrange(DOWNLOAD_QUEUE, 0, -1)
-    built = download_message("biz1", "CA1", "task-1")
-    queue, ours = built.queue, built.payload
-    assert queue == DOWNLOAD_QUEUE
+    built = download_message(business_id, call_sid, task_id)
+    assert built.queue == DOWNLOAD_QUEUE
 
     theirs, their_tag = _without_tag(published)
-    mine, my_tag = _without_tag(ours)
+    mine, my_tag = _without_tag(built.payload)
     assert mine == theirs
     assert UUID.fullmatch(my_tag) and UUID.fullmatch(their_tag) and my_tag != their_tag  # a tag per message
-    assert json.loads(base64.b64decode(mine["body"])) == [["biz1", "CA1"], {"v": 1},
+    assert json.loads(base64.b64decode(mine["body"])) == [[business_id, call_sid], {"v": 1},
                                                          {"callbacks": None, "errbacks": None, "chain": None,
                                                           "chord": None}]
-    assert (mine["headers"]["task"], mine["headers"]["id"]) == ("tasks.download", "task-1")
+    assert (mine["headers"]["task"], mine["headers"]["id"]) == ("tasks.download", task_id)
+    assert download_message(business_id, call_sid, task_id).payload != built.payload  # the tag is new each time
 
 
 def test_a_request_pushes_its_message_only_when_it_reserves_a_slot(data_dir: Path,
@@ -90,13 +96,14 @@ def _next_event(pubsub: Any) -> dict[str, Any]:
     raise AssertionError("no event within 10 s")
 
 
-def test_a_pushed_message_gets_the_task_sent_event_celery_would_publish(data_dir: Path) -> None:
+@pytest.mark.parametrize("call_sid", ["CA1", 'CA"1'])
+def test_a_pushed_message_gets_the_task_sent_event_celery_would_publish(call_sid: str, data_dir: Path) -> None:
     pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
     pubsub.psubscribe("*celeryev*")
     try:
-        send_download("biz1", "CA1", "task-1")
+        send_download("biz1", call_sid, "task-1")
         theirs = _next_event(pubsub)
-        announce_sent(download_message("biz1", "CA1", "task-1"))
+        announce_sent(download_message("biz1", call_sid, "task-1"))
         ours = _next_event(pubsub)
     finally:
         pubsub.close()
