@@ -17,7 +17,7 @@ import redis
 
 from tasks.catalog.models import FAILED, HTTP, NEW, READY, TWILIO, WANTED, RecordingRow
 from tasks.catalog.queries import Catalog
-from tasks.dispatch import announce_sent, download_message, send_handed
+from tasks.dispatch import announce_sent, download_message, send_download, send_handed
 from tasks.errors import Conflict, NotFound, ProviderError, TwilioAccountMismatch, TwilioNotConfigured
 from tasks.media import twilio
 from tasks.media.http import Fetcher, check_media_url, is_twilio_url, new_session
@@ -321,26 +321,34 @@ class Recordings:
             rec = dataclasses.replace(rec, state=WANTED, file_path=None, sha256=None, ready_at=None)
             mode = "force"
         seen = rec.state
-        if seen == FAILED:
-            # Before the job: a failure of its first attempt, which may come at once, must come after this.
+        # A failed recording asked for again: in "stream" mode a job still failed stays failed (the script answers
+        # so), and the row must too; it is marked wanted only once a new job exists, and that job's message is
+        # sent after (as before: a failure of its attempt comes after the mark). Elsewhere it is marked before the
+        # job exists, for the same reason.
+        again_if_new = seen == FAILED and mode == "stream"
+        if seen == FAILED and not again_if_new:
             self.catalog.mark_wanted(rec.id)
         # The message goes out in the step that creates the job, when a slot is reserved for it (a parked job gets
         # its message when handed one): in a burst, every later step of this request waits behind the others'.
         task_id = new_task_id()
-        message = download_message(self.business_id, rec.call_sid, task_id)
+        message = None if again_if_new else download_message(self.business_id, rec.call_sid, task_id)
         result = request_job(self.client, self.settings, self.business_id, rec.call_sid,
                              media_url=rec.media_url or "", recording_id=rec.id, mode=mode, task_id=task_id,
-                             message=(message.queue, message.payload))
+                             message=(message.queue, message.payload) if message else None)
         if result.outcome in ("enqueued", "parked"):
+            if again_if_new:
+                self.catalog.mark_wanted(rec.id)
+                if result.task_id:
+                    send_download(self.business_id, rec.call_sid, result.task_id)
+            elif seen not in (WANTED, FAILED):
+                # Only from the state read: an outcome a worker recorded since (ready, failed) stays.
+                self.catalog.mark_wanted(rec.id, seen=seen)
             if result.sent:
                 log.info("dispatched business_id=%s call_sid=%s task_id=%s", self.business_id, rec.call_sid,
                          task_id)
-            if seen not in (WANTED, FAILED):
-                # Only from the state read: an outcome a worker recorded since (ready, failed) stays.
-                self.catalog.mark_wanted(rec.id, seen=seen)
             if seen != WANTED:
                 rec = dataclasses.replace(rec, state=WANTED, error=None)
-            if result.sent:
+            if result.sent and message is not None:
                 announce_sent(message)
         # No second catalog read: this request changed the row only as just mirrored in ``rec``.
         self.remember(rec)

@@ -12,11 +12,14 @@ from typing import Any
 
 import pytest
 
+from tasks.catalog.queries import Catalog
 from tasks.dispatch import DOWNLOAD_QUEUE, announce_sent, download_message, send_download
+from tasks.recordings import Recordings
 from tasks.settings import get_settings, reset_settings
 from tasks.slots.client import get_redis
-from tasks.slots.jobs import _job_keys, new_task_id, request_job
+from tasks.slots.jobs import _job_keys, finish_job, get_job, new_task_id, request_job
 from tasks.slots.scripts import script
+from tasks.slots.semaphore import Acquired, BusinessSlots
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
@@ -113,3 +116,32 @@ def test_a_pushed_message_gets_the_task_sent_event_celery_would_publish(call_sid
     assert {k: v for k, v in ours.items() if k not in moments} == {k: v for k, v in theirs.items() if k not in moments}
     assert (ours["type"], ours["uuid"], ours["name"], ours["queue"]) == ("task-sent", "task-1", "tasks.download",
                                                                          "recplay")
+
+
+def test_a_failed_recording_asked_for_again_is_wanted_only_when_a_new_job_exists(data_dir: Path,
+                                                                                  provider: Any) -> None:
+    """The catalog row follows the job: a stream (or peaks) request that meets the job still failed leaves the row
+    failed; a fetch of it makes a new job, pushes its message and marks the row wanted."""
+    client, settings = get_redis(), get_settings()
+    recs = Recordings(client, settings, "biz1")
+    rec, _ = recs.register("CA1", provider.url("/CA1.wav"), None)
+    assert recs.request(rec, "fetch").status == "queued"
+    job = get_job(client, "biz1", "CA1")
+    assert job is not None
+    got = BusinessSlots(client, "biz1", settings).acquire("CA1", job.task_id, "w1")
+    assert isinstance(got, Acquired)
+    assert finish_job(client, settings, "biz1", "CA1", got.fence, "failed", error="provider answered 404")
+    Catalog(settings).mark_failed(rec.id, "provider answered 404", 1)
+    client.delete(DOWNLOAD_QUEUE)
+
+    failed = recs.get("CA1")
+    assert failed is not None and failed.state == "failed"
+    assert recs.request(failed, "stream").status == "failed"
+    assert recs.get("CA1").state == "failed"  # type: ignore[union-attr]
+    assert client.llen(DOWNLOAD_QUEUE) == 0
+
+    again = recs.request(failed, "fetch")
+    assert again.status == "queued"
+    assert recs.get("CA1").state == "wanted"  # type: ignore[union-attr]
+    (pushed,) = client.lrange(DOWNLOAD_QUEUE, 0, -1)
+    assert json.loads(pushed)["headers"]["id"] == get_job(client, "biz1", "CA1").task_id  # type: ignore[union-attr]
