@@ -58,17 +58,19 @@ def download_message(business_id: str, call_sid: str, task_id: str) -> QueuedMes
     holds the two together). Only for a message with no countdown and the default priority, whose list is the
     queue's own name.
 
-    It is built for every new job, also for one that then parks and never sends it: from a template of this
-    thread's messages (``reply_to`` names the thread) when every id is of the characters JSON and ``repr``
-    write as they are (ids the API accepts are), else by Celery itself.
+    It is built for every new job, also for one that then parks and never sends it: from the process's template
+    when every id is of the characters JSON and ``repr`` write as they are (ids the API accepts are), else by
+    Celery itself. ``reply_to`` names the thread (a gevent worker's every request runs in a greenlet of its own):
+    it is filled in like the ids, so one template serves them all.
     """
-    tag = str(uuid.uuid4())
-    if not all(_PLAIN.fullmatch(value) for value in (business_id, call_sid, task_id)):
+    tag, reply_to = str(uuid.uuid4()), app.thread_oid
+    if not all(_PLAIN.fullmatch(value) for value in (business_id, call_sid, task_id, reply_to)):
         return _built(business_id, call_sid, task_id, tag)
-    template = _template(app.thread_oid, app.conf.task_send_sent_event)
+    template = _template(app.conf.task_send_sent_event)
 
     def filled(text: str) -> str:
-        return text.replace(_TASK, task_id).replace(_BUSINESS, business_id).replace(_CALL, call_sid)
+        return (text.replace(_TASK, task_id).replace(_BUSINESS, business_id).replace(_CALL, call_sid)
+                .replace(_REPLY, reply_to))
 
     body = base64.b64encode(filled(template.body).encode()).decode()
     payload = filled(template.payload).replace(_BODY, body).replace(_TAG, tag)
@@ -78,8 +80,8 @@ def download_message(business_id: str, call_sid: str, task_id: str) -> QueuedMes
 
 
 #: Stand-ins for a template's values: plain words, written the same by JSON and repr, found nowhere else in it.
-_TASK, _BUSINESS, _CALL, _BODY, _TAG = (f"recplay0template0{name}0f37b9" for name in
-                                        ("task", "business", "call", "body", "tag"))
+_TASK, _BUSINESS, _CALL, _REPLY, _BODY, _TAG = (f"recplay0template0{name}0f37b9" for name in
+                                                ("task", "business", "call", "reply", "body", "tag"))
 _PLAIN = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 
 
@@ -90,10 +92,10 @@ class _Template:
     sent_event: dict[str, Any]
 
 
-@lru_cache(maxsize=256)
-def _template(reply_to: str, sent_event: bool) -> _Template:
+@lru_cache(maxsize=2)
+def _template(sent_event: bool) -> _Template:
     message = app.amqp.create_task_message(_TASK, DOWNLOAD_TASK, [_BUSINESS, _CALL], {"v": MESSAGE_VERSION},
-                                           reply_to=reply_to, ignore_result=None, create_sent_event=sent_event)
+                                           reply_to=_REPLY, ignore_result=None, create_sent_event=sent_event)
     return _Template(dumps(message.body), _envelope(message, _BODY, _TAG), message.sent_event or {})
 
 

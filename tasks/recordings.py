@@ -325,18 +325,18 @@ class Recordings:
         # so), and the row must too; it is marked wanted only once a new job exists, and that job's message is
         # sent after (as before: a failure of its attempt comes after the mark). Elsewhere it is marked before the
         # job exists, for the same reason.
-        again_if_new = seen == FAILED and mode == "stream"
-        if seen == FAILED and not again_if_new:
+        failed_on_stream = seen == FAILED and mode == "stream"
+        if seen == FAILED and not failed_on_stream:
             self.catalog.mark_wanted(rec.id)
         # The message goes out in the step that creates the job, when a slot is reserved for it (a parked job gets
         # its message when handed one): in a burst, every later step of this request waits behind the others'.
         task_id = new_task_id()
-        message = None if again_if_new else download_message(self.business_id, rec.call_sid, task_id)
+        message = None if failed_on_stream else download_message(self.business_id, rec.call_sid, task_id)
         result = request_job(self.client, self.settings, self.business_id, rec.call_sid,
                              media_url=rec.media_url or "", recording_id=rec.id, mode=mode, task_id=task_id,
                              message=(message.queue, message.payload) if message else None)
         if result.outcome in ("enqueued", "parked"):
-            if again_if_new:
+            if failed_on_stream:
                 self.catalog.mark_wanted(rec.id)
                 if result.task_id:
                     send_download(self.business_id, rec.call_sid, result.task_id)

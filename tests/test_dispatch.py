@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,28 @@ def test_a_request_pushes_its_message_only_when_it_reserves_a_slot(data_dir: Pat
     with pytest.raises(ValueError, match="task_id"):
         request_job(client, settings, "biz3", "CA4", media_url="http://h/x", recording_id=1,
                     message=(DOWNLOAD_QUEUE, download_message("biz3", "CA4", "t").payload))
+
+
+def test_a_message_built_in_another_thread_names_that_thread_as_celery_does(data_dir: Path) -> None:
+    # reply_to names the sending thread (under gevent, each request's greenlet): the process's one template
+    # fills it in per message.
+    client = get_redis()
+    download_message("biz1", "CA0", "task-0")  # the template exists before the other thread asks
+    found: dict[str, Any] = {}
+
+    def in_thread() -> None:
+        send_download("biz1", "CA1", "task-1")
+        found["built"] = download_message("biz1", "CA1", "task-1")
+
+    worker = threading.Thread(target=in_thread)
+    worker.start()
+    worker.join(10)
+    (published,) = client.lrange(DOWNLOAD_QUEUE, 0, -1)
+    theirs, _ = _without_tag(published)
+    mine, _ = _without_tag(found["built"].payload)
+    assert mine == theirs
+    assert mine["properties"]["reply_to"] != json.loads(download_message("biz1", "CA1", "task-1").payload)[
+        "properties"]["reply_to"]
 
 
 def _next_event(pubsub: Any) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from tasks.slots.scripts import script
 RequestMode = Literal["fetch", "stream", "force"]
 #: The live states of a job (Redis only); a finished job is ``ready`` or ``failed`` like its catalog row.
 QUEUED, PROCESSING = "queued", "processing"
+#: What request.lua publishes for a new job (the same for every one: no attempt yet).
+_QUEUED_MESSAGE = events.message(QUEUED)
 Outcome = Literal["ready", "failed", "retry", "cancel"]
 
 
@@ -99,7 +101,7 @@ def request_job(
         keys=[*_job_keys(business_id, call_sid), *([queue] if message else [])],
         args=[call_sid, task_id, media_url, recording_id, settings.dedup_seconds * 1000, mode,
               settings.max_concurrent, settings.reservation_seconds * 1000, payload,
-              keys.events(business_id, call_sid), events.message(QUEUED)],
+              keys.events(business_id, call_sid), _QUEUED_MESSAGE],
     )
     kind = reply[0]
     if kind in ("enqueued", "parked"):
