@@ -167,6 +167,23 @@ def test_a_reservation_made_under_a_higher_limit_never_takes_a_business_over_its
     assert worker_side.active() == 2 and worker_side.parked() == ["CA2", "CA3", "CA4"]
 
 
+def test_leases_that_ran_out_stop_counting_before_the_sweep_removes_them(slots, rclient, settings):
+    """The holders set keeps a lease that ran out until the sweep takes it away; the scripts' count of the slots
+    held must not count it: new jobs of a business whose every lease ran out get slots at once, up to its limit,
+    and their reservations turn into leases."""
+    limit = settings.max_concurrent
+    held = [start(slots, rclient, settings, f"CA{i}") for i in range(limit)]
+    assert all(isinstance(h, Acquired) for h in held)
+    rclient.zadd(keys.holders(BIZ), {f"CA{i}": 1 for i in range(limit)})  # every worker died with its slot
+    assert slots.active() == 0 and rclient.zcard(keys.holders(BIZ)) == limit
+    fresh = [request(rclient, settings, f"CN{i}") for i in range(limit + 1)]
+    assert [r.outcome for r in fresh] == ["enqueued"] * limit + ["parked"]
+    got = [slots.acquire(f"CN{i}", r.task_id, "w2") for i, r in enumerate(fresh[:limit])]
+    assert [type(g) for g in got] == [Acquired] * limit
+    assert slots.active() == limit and rclient.zcard(keys.holders(BIZ)) == 2 * limit
+    assert slots.parked() == [f"CN{limit}"]
+
+
 def test_businesses_stay_independent(rclient, settings):
     full = BusinessSlots(rclient, "busy", settings)
     for i in range(5):

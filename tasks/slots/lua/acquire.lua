@@ -12,10 +12,10 @@ local now = now_ms()
 
 -- Whether turning a reservation into a lease keeps the business within its limit. Reservations are made within
 -- it, so this only counts leases when there are more live holders than the limit: a process that reserved knew
--- a higher default limit than this worker (configuration drift). O(limit) then, O(log n) otherwise.
+-- a higher default limit than this worker (configuration drift). O(limit) then, O(1) otherwise.
 local function within_limit(now, default_limit)
   local limit = business_limit(default_limit)
-  if live_holders(now) <= limit then return true end
+  if held_at_most(now, limit) then return true end
   local leases = 0
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
     local _, _, holder = parse_info(redis.call('HGET', KEYS[2], member) or '||')

@@ -14,13 +14,13 @@ local now = now_ms()
 local job = redis.call('HMGET', job_key, 'status', 'fence')
 local ours = job[1] == 'processing' or (ARGV[8] == '1' and job[1] == 'ready' and outcome ~= 'ready')
 if not ours or job[2] ~= fence then return 'stale' end
-redis.call('PERSIST', job_key)
 
 if outcome == 'ready' or outcome == 'failed' then
   redis.call('HSET', job_key, 'status', outcome, 'error', ARGV[4], 'done_at', now, 'worker', '')
   redis.call('ZADD', KEYS[8], now, call_sid)
-  redis.call('PEXPIRE', job_key, tonumber(ARGV[7]))
+  redis.call('PEXPIRE', job_key, tonumber(ARGV[7]))  -- (in place of any earlier one)
 elseif outcome == 'retry' then
+  redis.call('PERSIST', job_key)  -- a reopened job had the finished one's
   if ARGV[5] == '' then
     requeue(now, call_sid, job_key, ARGV[4])
   else

@@ -52,10 +52,18 @@ local function live_holders(now)
   return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 end
 
+-- Whether at most n slots are held now. The holders set keeps expired members until the sweep removes them, so
+-- its size bounds the live count from above: within n (the common case), the O(1) size answers, and only a
+-- business near its limit pays for counting the live ones (a ZCOUNT costs several times a ZCARD).
+local function held_at_most(now, n)
+  if redis.call('ZCARD', KEYS[1]) <= n then return true end
+  return live_holders(now) <= n
+end
+
 -- Whether a job that arrived as number `seq` may take a free slot now: one is free, and no older job waits.
 -- A head of the line whose job is gone (its state lost) is dropped on the way, a few at most per call.
 local function may_take_slot(now, default_limit, seq)
-  if live_holders(now) >= business_limit(default_limit) then return false end
+  if not held_at_most(now, business_limit(default_limit) - 1) then return false end
   for _ = 1, 8 do
     local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
     if oldest[1] == nil then return true end
