@@ -7,6 +7,8 @@ them at once, also run on Redis Cluster. ``business_id`` and ``call_sid`` are va
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 PREFIX = "recplay"
 
 #: SET of every business that has ever had a job; the sweeper and ``recplay status`` walk it (with SSCAN).
@@ -114,9 +116,11 @@ def events(business_id: str, call_sid: str) -> str:
     return f"{tag(business_id)}:events:{call_sid}"
 
 
-def business_keys(business_id: str) -> list[str]:
-    """The keys every semaphore script takes, in the order the scripts expect them (lua/lib.lua)."""
-    return [
+@lru_cache(maxsize=4096)
+def business_keys(business_id: str) -> tuple[str, ...]:
+    """The keys every semaphore script takes, in the order the scripts expect them (lua/lib.lua). Kept per
+    business: every script call of a download takes them."""
+    return (
         holders(business_id),
         holder_info(business_id),
         waiting(business_id),
@@ -125,4 +129,4 @@ def business_keys(business_id: str) -> list[str]:
         due(business_id),
         sequence(business_id),
         claimed(business_id),
-    ]
+    )
