@@ -88,7 +88,7 @@ def render(results: list[tuple[Scenario, list[Values], str | None]], smoke: bool
         medians, lows, highs = summarize(values)
         for goal in scenario.goals:
             verdict = None if error else goal.check(medians, values)
-            all_met = all_met and verdict is not False
+            all_met = all_met and verdict is True  # a goal that errored or was not measured is not met
             if goal.invariant and verdict is False:
                 broken.append(f"{scenario.title}: {goal.text}")
             key = _goal_key(goal.check)
