@@ -13,6 +13,7 @@ from typing import Any
 from kombu.utils.json import dumps
 
 from tasks import app
+from tasks.slots.client import get_redis
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,11 @@ class QueuedMessage:
     sent_event: dict[str, Any]  # the fields of its ``task-sent`` event (:func:`announce_sent`)
 
 
-def download_message(business_id: str, call_sid: str, task_id: str) -> QueuedMessage:
-    """A download message for the download queue, for a script that pushes it in the step that creates the job
-    (``request.lua``): the message ``send_download`` publishes, down to its headers (``tests/test_dispatch.py``
-    holds the two together). Only for a message with no countdown and the default priority, whose list is the
-    queue's own name.
+def download_message(business_id: str, call_sid: str, task_id: str, queue: str = DOWNLOAD_QUEUE) -> QueuedMessage:
+    """A download message for ``queue``, pushed to the queue's list by a script in the step that creates the job
+    (``request.lua``) or by :func:`send_handed`: the message ``send_download`` publishes, down to its headers
+    (``tests/test_dispatch.py`` holds the two together). Only for a message with no countdown and the default
+    priority, whose list is the queue's own name.
 
     It is built for every new job, also for one that then parks and never sends it: from the process's template
     when every id is of the characters JSON and ``repr`` write as they are (ids the API accepts are), else by
@@ -65,8 +66,8 @@ def download_message(business_id: str, call_sid: str, task_id: str) -> QueuedMes
     """
     tag, reply_to = str(uuid.uuid4()), app.thread_oid
     if not all(_PLAIN.fullmatch(value) for value in (business_id, call_sid, task_id, reply_to)):
-        return _built(business_id, call_sid, task_id, tag)
-    template = _template(app.conf.task_send_sent_event)
+        return _built(business_id, call_sid, task_id, tag, queue)
+    template = _template(app.conf.task_send_sent_event, queue)
 
     def filled(text: str) -> str:
         return (text.replace(_TASK, task_id).replace(_BUSINESS, business_id).replace(_CALL, call_sid)
@@ -76,7 +77,7 @@ def download_message(business_id: str, call_sid: str, task_id: str) -> QueuedMes
     payload = filled(template.payload).replace(_BODY, body).replace(_TAG, tag)
     sent_event = {key: filled(value) if isinstance(value, str) else value
                   for key, value in template.sent_event.items()}
-    return QueuedMessage(DOWNLOAD_QUEUE, payload, sent_event)
+    return QueuedMessage(queue, payload, sent_event)
 
 
 #: Stand-ins for a template's values: plain words, written the same by JSON and repr, found nowhere else in it.
@@ -92,25 +93,25 @@ class _Template:
     sent_event: dict[str, Any]
 
 
-@lru_cache(maxsize=2)
-def _template(sent_event: bool) -> _Template:
+@lru_cache(maxsize=4)
+def _template(sent_event: bool, queue: str) -> _Template:
     message = app.amqp.create_task_message(_TASK, DOWNLOAD_TASK, [_BUSINESS, _CALL], {"v": MESSAGE_VERSION},
                                            reply_to=_REPLY, ignore_result=None, create_sent_event=sent_event)
-    return _Template(dumps(message.body), _envelope(message, _BODY, _TAG), message.sent_event or {})
+    return _Template(dumps(message.body), _envelope(message, _BODY, _TAG, queue), message.sent_event or {})
 
 
-def _built(business_id: str, call_sid: str, task_id: str, tag: str) -> QueuedMessage:
+def _built(business_id: str, call_sid: str, task_id: str, tag: str, queue: str) -> QueuedMessage:
     message = app.amqp.create_task_message(task_id, DOWNLOAD_TASK, [business_id, call_sid], {"v": MESSAGE_VERSION},
                                            reply_to=app.thread_oid, ignore_result=None,
                                            create_sent_event=app.conf.task_send_sent_event)
     body = base64.b64encode(dumps(message.body).encode()).decode()
-    return QueuedMessage(DOWNLOAD_QUEUE, _envelope(message, body, tag), message.sent_event or {})
+    return QueuedMessage(queue, _envelope(message, body, tag, queue), message.sent_event or {})
 
 
-def _envelope(message: Any, body: str, tag: str) -> str:
+def _envelope(message: Any, body: str, tag: str, queue: str) -> str:
     """The message as kombu's Redis transport writes it to the queue's list."""
     properties = {**message.properties, "delivery_mode": 2, "priority": 0, "body_encoding": "base64",
-                  "delivery_info": {"exchange": "", "routing_key": DOWNLOAD_QUEUE}, "delivery_tag": tag}
+                  "delivery_info": {"exchange": "", "routing_key": queue}, "delivery_tag": tag}
     return str(dumps({"body": body, "content-encoding": "utf-8", "content-type": "application/json",
                       "headers": message.headers, "properties": properties}))
 
@@ -127,6 +128,17 @@ def announce_sent(message: QueuedMessage) -> None:
 
 
 def send_handed(business_id: str, handed: list[tuple[str, str]]) -> None:
-    """Send the message of every job a release or sweep handed a slot (or a new task id) to."""
-    for call_sid, task_id in handed:
-        send_download(business_id, call_sid, task_id, handoff=True)
+    """Send the message of every job a release or sweep handed a slot (or a new task id) to: pushed to the
+    hand-off queue's list as kombu's Redis transport would (:func:`download_message`), all in one round trip,
+    then each one's ``task-sent`` event. The broker is REDIS_URL's Redis (celeryconfig.py), which the job state's
+    client talks to."""
+    if not handed:
+        return
+    messages = [download_message(business_id, call_sid, task_id, HANDOFF_QUEUE) for call_sid, task_id in handed]
+    pipe = get_redis().pipeline(transaction=False)
+    for message in messages:
+        pipe.lpush(message.queue, message.payload)
+    pipe.execute()
+    for (call_sid, task_id), message in zip(handed, messages, strict=True):
+        announce_sent(message)
+        log.info("dispatched business_id=%s call_sid=%s task_id=%s countdown=None", business_id, call_sid, task_id)

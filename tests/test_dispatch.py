@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 
 from tasks.catalog.queries import Catalog
-from tasks.dispatch import DOWNLOAD_QUEUE, announce_sent, download_message, send_download
+from tasks.dispatch import (
+    DOWNLOAD_QUEUE,
+    HANDOFF_QUEUE,
+    announce_sent,
+    download_message,
+    send_download,
+    send_handed,
+)
 from tasks.recordings import Recordings
 from tasks.settings import get_settings, reset_settings
 from tasks.slots.client import get_redis
@@ -30,18 +37,19 @@ def _without_tag(raw: bytes | str) -> tuple[dict[str, Any], str]:
     return message, message["properties"].pop("delivery_tag")
 
 
+@pytest.mark.parametrize("queue", [DOWNLOAD_QUEUE, HANDOFF_QUEUE])
 @pytest.mark.parametrize(("business_id", "call_sid", "task_id"), [
     ("biz1", "CA1", "task-1"),
     ("biz-2", "CA_2.x", "0d2f4c4e-7a3b-4b8e-9c1d-2e5f6a7b8c9d"),  # from the thread's template
     ("biz1", 'CA"1\\é', "task-3"),  # not plain: built by Celery itself, escapes and all
 ])
 def test_the_message_a_script_pushes_is_the_one_celery_publishes(business_id: str, call_sid: str, task_id: str,
-                                                                 data_dir: Path) -> None:
+                                                                 queue: str, data_dir: Path) -> None:
     client = get_redis()
-    send_download(business_id, call_sid, task_id)
-    (published,) = client.lrange(DOWNLOAD_QUEUE, 0, -1)
-    built = download_message(business_id, call_sid, task_id)
-    assert built.queue == DOWNLOAD_QUEUE
+    send_download(business_id, call_sid, task_id, handoff=queue == HANDOFF_QUEUE)
+    (published,) = client.lrange(queue, 0, -1)
+    built = download_message(business_id, call_sid, task_id, queue)
+    assert built.queue == queue
 
     theirs, their_tag = _without_tag(published)
     mine, my_tag = _without_tag(built.payload)
@@ -51,7 +59,32 @@ def test_the_message_a_script_pushes_is_the_one_celery_publishes(business_id: st
                                                          {"callbacks": None, "errbacks": None, "chain": None,
                                                           "chord": None}]
     assert (mine["headers"]["task"], mine["headers"]["id"]) == ("tasks.download", task_id)
-    assert download_message(business_id, call_sid, task_id).payload != built.payload  # the tag is new each time
+    assert download_message(business_id, call_sid, task_id, queue).payload != built.payload  # a new tag each time
+
+
+def test_handed_jobs_get_celerys_messages_on_the_hand_off_queue_and_their_sent_events(data_dir: Path) -> None:
+    """A release's hand-offs go out in one round trip (send_handed), each message the one ``send_task`` would
+    publish on the hand-off queue, each with its task-sent event naming that queue; a worker runs them."""
+    client = get_redis()
+    handed = [("CA1", "0f3c.1"), ("CA2", "0f3c.2"), ('CA"3', "0f3c.3")]
+    for call_sid, task_id in handed:
+        send_download("biz1", call_sid, task_id, handoff=True)
+    theirs = [_without_tag(raw)[0] for raw in reversed(client.lrange(HANDOFF_QUEUE, 0, -1))]
+    client.delete(HANDOFF_QUEUE)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe("*celeryev*")
+    try:
+        send_handed("biz1", handed)
+        events = [_next_event(pubsub) for _ in handed]
+    finally:
+        pubsub.close()
+    ours = [_without_tag(raw)[0] for raw in reversed(client.lrange(HANDOFF_QUEUE, 0, -1))]
+    assert ours == theirs
+    assert client.llen(DOWNLOAD_QUEUE) == 0
+    assert [(e["type"], e["uuid"], e["queue"], e["routing_key"]) for e in events] == [
+        ("task-sent", task_id, HANDOFF_QUEUE, HANDOFF_QUEUE) for _, task_id in handed]
+    send_handed("biz1", [])  # nothing handed: nothing sent
+    assert client.llen(HANDOFF_QUEUE) == len(handed)
 
 
 def test_a_request_pushes_its_message_only_when_it_reserves_a_slot(data_dir: Path,
