@@ -21,6 +21,7 @@ import pytest
 from tasks.catalog.queries import Catalog
 from tasks.recordings import Recordings
 from tasks.settings import get_settings
+from tasks.slots import keys
 from tests.conftest import Api, assert_quiescent, wait_for
 from tests.crashkit import media_files
 from tests.provider import Behaviour, Provider, make_wav
@@ -161,6 +162,9 @@ def test_delete_racing_a_download_again_under_another_extension_leaves_no_file(l
         gate.set()
         first = local_race.api.wait_status(call_sid, {"ready", "failed"}, 30)
         assert first["content_type"] == "audio/wav"
+        # (The status says ready once the catalog does; the worker's last step, its ready script, settles the job
+        # and writes the recording's fact after that. A fact written after the loss below would be the wav's.)
+        wait_for(lambda cs=call_sid: rclient.zscore(keys.claimed("biz"), cs) is None, 20, "the first download's end")
         rec = catalog.get("biz", call_sid)
         assert rec is not None and media_files(settings, "biz") == [f"{call_sid}-{rec.id}.wav",
                                                                     f"{call_sid}-{rec.id}.wav.peaks"]
