@@ -25,7 +25,7 @@ import redis
 from tasks import metrics
 from tasks.catalog.models import FAILED, WANTED, RecordingRow
 from tasks.catalog.queries import Catalog
-from tasks.dispatch import send_download
+from tasks.dispatch import send_download, send_handed
 from tasks.settings import Settings
 from tasks.slots import events, keys
 from tasks.slots.client import now_ms
@@ -90,8 +90,9 @@ def sweep_business(client: redis.Redis, settings: Settings, business_id: str, re
         metrics.count(client, "lost_handoffs", int(result["reparked"]))
         metrics.count(client, "requeued_jobs", int(result["requeued"]))
         # cjson encodes an empty table as an object.
-        for call_sid, task_id in result["dispatch"] or []:
-            send_download(business_id, call_sid, task_id, handoff=True)
+        dispatch = [(str(call_sid), str(task_id)) for call_sid, task_id in result["dispatch"] or []]
+        send_handed(business_id, dispatch)  # (their messages in one round trip, as a release's)
+        for call_sid, task_id in dispatch:
             report.dispatched.append((business_id, call_sid))
             log.info("sweep dispatched business_id=%s call_sid=%s task_id=%s", business_id, call_sid, task_id)
         if result["failed"] or result["claimed"]:
