@@ -18,6 +18,7 @@ from api.limits import init_limits
 from api.recordings import MAX_BODY_BYTES
 from tasks.logs import setup_logging
 from tasks.settings import get_settings
+from tasks.slots.client import readiness_checks_use_os_poll
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
         settings = test_config.get("RECPLAY_SETTINGS", settings)
     settings.signing_key()  # refuse to start without a key (unless RECPLAY_DEV=1)
+    readiness_checks_use_os_poll()  # under gunicorn's gevent workers
     app.extensions["recplay.settings"] = settings
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
