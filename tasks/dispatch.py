@@ -50,7 +50,7 @@ class QueuedMessage:
 
     queue: str  # the list it goes on
     payload: str
-    sent_event: dict[str, Any]  # the fields of its ``task-sent`` event (:func:`announce_sent`)
+    sent_event: dict[str, Any]  # the fields of its ``task-sent`` event (:func:`task_sent_event`)
 
 
 def download_message(business_id: str, call_sid: str, task_id: str, queue: str = DOWNLOAD_QUEUE) -> QueuedMessage:
@@ -116,29 +116,58 @@ def _envelope(message: Any, body: str, tag: str, queue: str) -> str:
                       "headers": message.headers, "properties": properties}))
 
 
-def announce_sent(message: QueuedMessage) -> None:
-    """Publish the ``task-sent`` event of a message a script pushed, as ``send_task`` does for the messages it
-    publishes (``task_send_sent_event``, celeryconfig.py): Flower lists the task from the moment it is queued."""
+def task_sent_event(message: QueuedMessage) -> tuple[str, str] | None:
+    """The ``task-sent`` event of a message a script pushes, as (channel, payload) for a Redis ``PUBLISH``: what
+    ``send_task`` publishes for the messages it sends (``task_send_sent_event``, celeryconfig.py), so Flower lists
+    the task from the moment it is queued. Built here and published in the round trip that pushes the message
+    (``request.lua``, :func:`send_handed`), where kombu's producer took a round trip and a connection check of its
+    own for each. None when events are off."""
     if not message.sent_event:
-        return
+        return None
+    dispatcher = app.amqp._event_dispatcher
     fields = {**message.sent_event, "queue": message.queue, "exchange": "", "routing_key": message.queue}
-    with app.producer_or_acquire() as producer:
-        app.amqp._event_dispatcher.publish("task-sent", fields, producer, retry=True,
-                                           retry_policy=app.conf.task_publish_retry_policy)
+    event = dispatcher._prepare_event("task-sent", fields)  # the sender's fields, its clock moved on, the time
+    channel, envelope = _event_envelope()
+    body = base64.b64encode(dumps(event).encode()).decode()
+    return channel, envelope.replace(_BODY, body, 1).replace(_TAG, str(uuid.uuid4()), 1)
+
+
+@lru_cache(maxsize=1)
+def _event_envelope() -> tuple[str, str]:
+    """The channel of ``task-sent`` events and their envelope as kombu's Redis transport publishes them, with
+    stand-ins for the body and the delivery tag."""
+    dispatcher = app.amqp._event_dispatcher
+    exchange, routing_key = dispatcher.exchange.name, "task.sent"
+    properties = {"delivery_mode": dispatcher.delivery_mode, "delivery_info": {"exchange": exchange,
+                  "routing_key": routing_key}, "priority": 0, "body_encoding": "base64", "delivery_tag": _TAG}
+    envelope = dumps({"body": _BODY, "content-encoding": "utf-8", "content-type": "application/json",
+                      "headers": dispatcher.headers, "properties": properties})
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel._get_publish_topic(exchange, routing_key)
+    return str(channel), str(envelope)
+
+
+def announce_sent(message: QueuedMessage) -> None:
+    """Publish the ``task-sent`` event of a message pushed without it (:func:`task_sent_event`)."""
+    event = task_sent_event(message)
+    if event is not None:
+        get_redis().publish(*event)
 
 
 def send_handed(business_id: str, handed: list[tuple[str, str]]) -> None:
     """Send the message of every job a release or sweep handed a slot (or a new task id) to: pushed to the
-    hand-off queue's list as kombu's Redis transport would (:func:`download_message`), all in one round trip,
-    then each one's ``task-sent`` event. The broker is REDIS_URL's Redis (celeryconfig.py), which the job state's
-    client talks to."""
+    hand-off queue's list as kombu's Redis transport would (:func:`download_message`), each followed by its
+    ``task-sent`` event (:func:`task_sent_event`), all in one round trip. The broker is REDIS_URL's Redis
+    (celeryconfig.py), which the job state's client talks to."""
     if not handed:
         return
-    messages = [download_message(business_id, call_sid, task_id, HANDOFF_QUEUE) for call_sid, task_id in handed]
     pipe = get_redis().pipeline(transaction=False)
-    for message in messages:
+    for call_sid, task_id in handed:
+        message = download_message(business_id, call_sid, task_id, HANDOFF_QUEUE)
         pipe.lpush(message.queue, message.payload)
+        event = task_sent_event(message)
+        if event is not None:
+            pipe.publish(*event)
     pipe.execute()
-    for (call_sid, task_id), message in zip(handed, messages, strict=True):
-        announce_sent(message)
+    for call_sid, task_id in handed:
         log.info("dispatched business_id=%s call_sid=%s task_id=%s countdown=None", business_id, call_sid, task_id)

@@ -17,7 +17,7 @@ import redis
 
 from tasks.catalog.models import FAILED, HTTP, NEW, READY, TWILIO, WANTED, RecordingRow
 from tasks.catalog.queries import Catalog
-from tasks.dispatch import announce_sent, download_message, send_download, send_handed
+from tasks.dispatch import download_message, send_download, send_handed, task_sent_event
 from tasks.errors import Conflict, NotFound, ProviderError, TwilioAccountMismatch, TwilioNotConfigured
 from tasks.media import twilio
 from tasks.media.http import Fetcher, check_media_url, is_twilio_url, new_session
@@ -334,7 +334,8 @@ class Recordings:
         message = None if failed_on_stream else download_message(self.business_id, rec.call_sid, task_id)
         result = request_job(self.client, self.settings, self.business_id, rec.call_sid,
                              media_url=rec.media_url or "", recording_id=rec.id, mode=mode, task_id=task_id,
-                             message=(message.queue, message.payload) if message else None)
+                             message=(message.queue, message.payload) if message else None,
+                             event=task_sent_event(message) if message else None)
         if result.outcome in ("enqueued", "parked"):
             if failed_on_stream:
                 self.catalog.mark_wanted(rec.id)
@@ -348,8 +349,6 @@ class Recordings:
                          task_id)
             if seen != WANTED:
                 rec = dataclasses.replace(rec, state=WANTED, error=None)
-            if result.sent and message is not None:
-                announce_sent(message)
         # No second catalog read: this request changed the row only as just mirrored in ``rec``.
         self.remember(rec)
         return self.status(rec)

@@ -21,9 +21,11 @@ from tasks.dispatch import (
     download_message,
     send_download,
     send_handed,
+    task_sent_event,
 )
 from tasks.recordings import Recordings
 from tasks.settings import get_settings, reset_settings
+from tasks.slots import keys
 from tasks.slots.client import get_redis
 from tasks.slots.jobs import _job_keys, finish_job, get_job, new_task_id, request_job
 from tasks.slots.scripts import script
@@ -123,6 +125,39 @@ def test_a_request_pushes_its_message_only_when_it_reserves_a_slot(data_dir: Pat
                     message=(DOWNLOAD_QUEUE, download_message("biz3", "CA4", "t").payload))
 
 
+def test_a_request_publishes_the_task_sent_event_with_the_message_it_pushes_and_names_the_business(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The event goes out in the script's step, only with a pushed message: not for a job that exists or parks.
+    The business joins the set of businesses (the sweep's list) in the same step, when it parks too."""
+    monkeypatch.setenv("RECPLAY_MAX_CONCURRENT", "1")
+    reset_settings()
+    client, settings = get_redis(), get_settings()
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe("*celeryev*")
+
+    def ask(business_id: str, call_sid: str) -> tuple[Any, str]:
+        task_id = new_task_id()
+        message = download_message(business_id, call_sid, task_id)
+        result = request_job(client, settings, business_id, call_sid, media_url="http://h/x", recording_id=1,
+                             task_id=task_id, message=(message.queue, message.payload),
+                             event=task_sent_event(message))
+        return result, task_id
+
+    try:
+        first, first_task = ask("biz1", "CA1")
+        again, _ = ask("biz1", "CA1")
+        sent, sent_task = ask("biz2", "CA2")  # biz2's one slot
+        client.srem(keys.BUSINESSES, "biz2")
+        parked, _ = ask("biz2", "CA3")
+        assert [r.outcome for r in (first, again, sent, parked)] == ["enqueued", "exists", "enqueued", "parked"]
+        announce_sent(download_message("biz9", "CA9", "after"))  # a mark: the events before it are the script's
+        events = [_next_event(pubsub)["uuid"] for _ in range(3)]
+    finally:
+        pubsub.close()
+    assert events == [first_task, sent_task, "after"]  # none for the job that existed, nor for the parked one
+    assert client.smembers(keys.BUSINESSES) == {"biz1", "biz2"}  # biz2 again: its parked job put it back
+
+
 def test_a_message_built_in_another_thread_names_that_thread_as_celery_does(data_dir: Path) -> None:
     # reply_to names the sending thread (under gevent, each request's greenlet): the process's one template
     # fills it in per message.
@@ -151,7 +186,8 @@ def _next_event(pubsub: Any) -> dict[str, Any]:
         got = pubsub.get_message(timeout=1.0)
         if got and got["type"] == "pmessage":
             envelope = json.loads(got["data"])
-            return {"channel": got["channel"], **json.loads(base64.b64decode(envelope["body"]))}
+            return {"channel": got["channel"], "envelope": envelope,
+                    **json.loads(base64.b64decode(envelope["body"]))}
     raise AssertionError("no event within 10 s")
 
 
@@ -166,9 +202,15 @@ def test_a_pushed_message_gets_the_task_sent_event_celery_would_publish(call_sid
         ours = _next_event(pubsub)
     finally:
         pubsub.close()
-    assert ours["channel"].endswith("celeryev/task.sent")
+    assert ours["channel"] == theirs["channel"] and ours["channel"].endswith("celeryev/task.sent")
     moments = ("timestamp", "clock")  # when it was sent, and the sender's event clock, which moves on each time
     assert ours["clock"] > theirs["clock"]
+    envelopes = [_without_tag(json.dumps(e.pop("envelope"))) for e in (ours, theirs)]
+    for envelope, tag in envelopes:
+        assert UUID.fullmatch(tag)
+        del envelope["body"]  # compared decoded, below
+    assert envelopes[0][0] == envelopes[1][0]
+    assert envelopes[0][1] != envelopes[1][1]
     assert {k: v for k, v in ours.items() if k not in moments} == {k: v for k, v in theirs.items() if k not in moments}
     assert (ours["type"], ours["uuid"], ours["name"], ours["queue"]) == ("task-sent", "task-1", "tasks.download",
                                                                          "recplay")

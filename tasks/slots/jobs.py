@@ -88,24 +88,28 @@ def request_job(
     mode: RequestMode = "fetch",
     task_id: str | None = None,
     message: tuple[str, str] | None = None,
+    event: tuple[str, str] | None = None,
 ) -> RequestResult:
     """Create the job, or return the existing one (the same script announces a new job ``queued`` to its
     subscribers); on ``enqueued`` the caller sends the message, unless it gave it: ``message`` (queue list,
     payload: :func:`tasks.dispatch.download_message` for ``task_id``) is pushed by the script that reserves the
-    slot, and the result says ``sent``."""
+    slot, and the result says ``sent``; then ``event`` (channel, payload: :func:`tasks.dispatch.task_sent_event`)
+    is published, in the same step. With a message, the script also adds the business to the set of businesses
+    (the caller does it otherwise)."""
     if message is not None and task_id is None:
         raise ValueError("a message is for the task id it names: pass that task_id too")
     task_id = task_id or new_task_id()
     queue, payload = message or ("", "")
     reply = script(client, "request")(
-        keys=[*_job_keys(business_id, call_sid), *([queue] if message else [])],
+        keys=[*_job_keys(business_id, call_sid), *([queue, keys.BUSINESSES] if message else [])],
         args=[call_sid, task_id, media_url, recording_id, settings.dedup_seconds * 1000, mode,
               settings.max_concurrent, settings.reservation_seconds * 1000, payload,
-              keys.events(business_id, call_sid), _QUEUED_MESSAGE],
+              keys.events(business_id, call_sid), _QUEUED_MESSAGE, *(event or ("", "")), business_id],
     )
     kind = reply[0]
     if kind in ("enqueued", "parked"):
-        client.sadd(keys.BUSINESSES, business_id)
+        if message is None:
+            client.sadd(keys.BUSINESSES, business_id)
         if kind == "parked":
             return RequestResult(kind, status=QUEUED)
         return RequestResult(kind, task_id=reply[1], status=QUEUED, sent=reply[2] == 1)

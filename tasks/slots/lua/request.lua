@@ -8,9 +8,11 @@
 -- ARGV[7] default limit   ARGV[8] reservation in ms
 -- ARGV[9] the job's broker message for the new task id ("" for none: the caller sends it), with KEYS[10] the
 --         broker queue's list it goes on: pushed here as kombu's Redis transport would, in the step that reserves
---         the slot, so the message is out the moment the job exists. KEYS[10] is the one key outside the business's
---         hash slot: it is in the broker's database, which is REDIS_URL's (celeryconfig.py).
+--         the slot, so the message is out the moment the job exists. KEYS[10] and KEYS[11] are the keys outside the
+--         business's hash slot: in the broker's database, which is REDIS_URL's (celeryconfig.py).
 -- ARGV[10] the job's events channel, ARGV[11] the message announcing it queued there ("" for no announcement)
+-- ARGV[12] Celery's events channel, ARGV[13] the task-sent event of the pushed message ("" for none)
+-- ARGV[14] business_id, added to the set of businesses, KEYS[11], when the caller gives that key (with a message)
 -- Returns {"enqueued", task_id, sent (1 or 0)} | {"parked"} | {"exists", status} | {"ready"} | {"failed", error}.
 local call_sid, task_id, mode = ARGV[1], ARGV[2], ARGV[6]
 local job_key = KEYS[9]
@@ -38,12 +40,14 @@ redis.call('ZREM', KEYS[8], call_sid)
 redis.call('HSET', job_key, 'status', 'queued', 'task_id', '', 'media_url', ARGV[3], 'recording_id', ARGV[4],
   'attempts', 0, 'error', '', 'parked', '0', 'fence', '', 'worker', '', 'queued_at', now, 'created_at', now,
   'seq', seq)
+if KEYS[11] then redis.call('SADD', KEYS[11], ARGV[14]) end
 -- The change, announced here rather than in a round trip of its own (a channel is no key).
 if (ARGV[10] or '') ~= '' then redis.call('PUBLISH', ARGV[10], ARGV[11]) end
 if may_take_slot(now, ARGV[7], seq) then
   reserve(now, call_sid, job_key, task_id, tonumber(ARGV[8]))
   if (ARGV[9] or '') == '' then return {'enqueued', task_id, 0} end  -- (a caller of eight arguments sends itself)
   redis.call('LPUSH', KEYS[10], ARGV[9])
+  if (ARGV[13] or '') ~= '' then redis.call('PUBLISH', ARGV[12], ARGV[13]) end
   return {'enqueued', task_id, 1}
 end
 park(call_sid, job_key, seq)
