@@ -17,17 +17,27 @@ from pathlib import Path
 
 from bench.run import load
 
-OUT = Path(__file__).resolve().parent / "out" / "profile"
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out" / "profile"
 _LOCATION = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
 def frame_name(frame: str) -> str:
-    """``func (path/to/file.py:123)`` -> ``func (file.py)``, so lines of one function add up."""
+    """``func (path/to/file.py:123)`` -> ``func (dir/file.py)``, so lines of one function add up: a project file
+    by its path in the project (``tasks/worker/download.py``), a package's by its path in site-packages, anything
+    else by its last two parts."""
     match = _LOCATION.match(frame.strip())
     if not match:
         return frame.strip()
     path = match.group("file")
-    short = "/".join(path.split("/")[-2:]) if "site-packages" not in path else path.split("site-packages/")[-1]
+    if "site-packages/" in path:
+        short = path.split("site-packages/")[-1]
+    elif path.startswith(f"{ROOT}/"):
+        short = path[len(f"{ROOT}/"):]
+    elif not path.startswith("/"):
+        short = path  # already relative to the process's directory, the project's
+    else:
+        short = "/".join(path.split("/")[-2:])
     return f"{match.group('func')} ({short})"
 
 
