@@ -16,6 +16,7 @@ from api import events, frontend, media, metrics, ops, peaks, recordings, webhoo
 from api.errors import register_error_handlers
 from api.limits import init_limits
 from api.recordings import MAX_BODY_BYTES
+from tasks import dispatch
 from tasks.logs import setup_logging
 from tasks.settings import get_settings
 from tasks.slots.client import readiness_checks_use_os_poll
@@ -35,6 +36,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         settings = test_config.get("RECPLAY_SETTINGS", settings)
     settings.signing_key()  # refuse to start without a key (unless RECPLAY_DEV=1)
     readiness_checks_use_os_poll()  # under gunicorn's gevent workers
+    dispatch.prepare()
     app.extensions["recplay.settings"] = settings
     app.json.sort_keys = False  # type: ignore[attr-defined]
 

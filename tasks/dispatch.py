@@ -44,6 +44,15 @@ def send_download(business_id: str, call_sid: str, task_id: str, countdown: floa
              business_id, call_sid, task_id, countdown)
 
 
+def prepare() -> None:
+    """Load the Celery app's configuration and build the download messages' templates now, in a process about to
+    send messages (an API worker as it starts), rather than in the first request that creates a job: in a burst,
+    that request's process imported celeryconfig and the broker transport and built the templates while others
+    waited (a tenth of one API worker's samples)."""
+    for queue in (DOWNLOAD_QUEUE, HANDOFF_QUEUE):
+        _template(app.conf.task_send_sent_event, queue)
+
+
 @dataclass(frozen=True)
 class QueuedMessage:
     """A download message as kombu's Redis transport writes it (:func:`download_message`)."""

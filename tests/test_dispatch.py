@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +32,7 @@ from tasks.slots.client import get_redis
 from tasks.slots.jobs import _job_keys, finish_job, get_job, new_task_id, request_job
 from tasks.slots.scripts import script
 from tasks.slots.semaphore import Acquired, BusinessSlots
+from tests.conftest import ROOT
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
@@ -243,3 +246,19 @@ def test_a_failed_recording_asked_for_again_is_wanted_only_when_a_new_job_exists
     assert recs.get("CA1").state == "wanted"  # type: ignore[union-attr]
     (pushed,) = client.lrange(DOWNLOAD_QUEUE, 0, -1)
     assert json.loads(pushed)["headers"]["id"] == get_job(client, "biz1", "CA1").task_id  # type: ignore[union-attr]
+
+
+def test_an_api_process_loads_celerys_configuration_and_the_message_templates_as_it_starts(data_dir: Path) -> None:
+    """Not in the first request that creates a job (in a burst, the others wait behind it)."""
+    check = ("import sys\n"
+             "from api import create_app\n"
+             "assert 'celeryconfig' not in sys.modules\n"
+             "create_app()\n"
+             "from tasks.dispatch import _template\n"
+             "assert 'celeryconfig' in sys.modules and 'tasks.worker.broker' in sys.modules\n"
+             "assert _template.cache_info().currsize == 2, _template.cache_info()\n"
+             "print('prepared')\n")
+    env = {"PATH": "/usr/bin:/bin", "RECPLAY_DATA_DIR": str(data_dir), "RECPLAY_DEV": "1", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", check], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert (run.returncode, run.stdout.strip()) == (0, "prepared"), run.stderr[-3000:]
