@@ -23,7 +23,7 @@ CONNECTIONS = 16
 #: Each target's measured seconds are split into this many blocks, the targets taking turns. On a shared machine
 #: the cores' speed drifts within a minute, and one 10 s run per target put that drift between a target and its
 #: baseline: three such pairs of the same two nginx servers gave 1.02, 0.75 and 0.82 one morning.
-BLOCKS = 5
+BLOCKS = 10
 NOT_MEASURED = "The media link was not measured: the API on this commit hands out no media links."
 
 WRK_SCRIPT = Path(__file__).with_name("range.lua")
@@ -158,7 +158,7 @@ SCENARIO = Scenario(
     title="5. Streaming",
     setup="A stored 50 MiB recording (downloaded through the pipeline, then the worker is stopped). wrk, one "
           f"thread, {CONNECTIONS} keep-alive connections, each request a random 64 KiB-aligned `Range` of the file. "
-          f"Each target gets 1 s of warm-up, then 10 s in {BLOCKS} blocks of 2 s, the targets taking turns block by "
+          f"Each target gets 1 s of warm-up, then 10 s in {BLOCKS} blocks of 1 s, the targets taking turns block by "
           "block (so the machine's drift meets them alike); its p99 is the highest of its blocks'. The targets: "
           "nginx serving the file directly (the limit); the recording's signed media link (its `stream_url`) "
           "through nginx with deploy/nginx.conf (nginx checks the link and sends the file); the same link "
