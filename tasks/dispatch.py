@@ -156,13 +156,6 @@ def _event_envelope() -> tuple[str, str]:
     return str(channel), str(envelope)
 
 
-def announce_sent(message: QueuedMessage) -> None:
-    """Publish the ``task-sent`` event of a message pushed without it (:func:`task_sent_event`)."""
-    event = task_sent_event(message)
-    if event is not None:
-        get_redis().publish(*event)
-
-
 def send_handed(business_id: str, handed: list[tuple[str, str]]) -> None:
     """Send the message of every job a release or sweep handed a slot (or a new task id) to: pushed to the
     hand-off queue's list as kombu's Redis transport would (:func:`download_message`), each followed by its

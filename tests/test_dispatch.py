@@ -19,7 +19,6 @@ from tasks.catalog.queries import Catalog
 from tasks.dispatch import (
     DOWNLOAD_QUEUE,
     HANDOFF_QUEUE,
-    announce_sent,
     download_message,
     send_download,
     send_handed,
@@ -153,7 +152,7 @@ def test_a_request_publishes_the_task_sent_event_with_the_message_it_pushes_and_
         client.srem(keys.BUSINESSES, "biz2")
         parked, _ = ask("biz2", "CA3")
         assert [r.outcome for r in (first, again, sent, parked)] == ["enqueued", "exists", "enqueued", "parked"]
-        announce_sent(download_message("biz9", "CA9", "after"))  # a mark: the events before it are the script's
+        client.publish(*_event_of(download_message("biz9", "CA9", "after")))  # a mark after the script
         events = [_next_event(pubsub)["uuid"] for _ in range(3)]
     finally:
         pubsub.close()
@@ -183,6 +182,12 @@ def test_a_message_built_in_another_thread_names_that_thread_as_celery_does(data
         "properties"]["reply_to"]
 
 
+def _event_of(message: Any) -> tuple[str, str]:
+    event = task_sent_event(message)
+    assert event is not None  # task_send_sent_event is on (celeryconfig.py)
+    return event
+
+
 def _next_event(pubsub: Any) -> dict[str, Any]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -201,7 +206,7 @@ def test_a_pushed_message_gets_the_task_sent_event_celery_would_publish(call_sid
     try:
         send_download("biz1", call_sid, "task-1")
         theirs = _next_event(pubsub)
-        announce_sent(download_message("biz1", call_sid, "task-1"))
+        get_redis().publish(*_event_of(download_message("biz1", call_sid, "task-1")))
         ours = _next_event(pubsub)
     finally:
         pubsub.close()
