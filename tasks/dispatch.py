@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import kombu.exceptions
 from kombu.utils.json import dumps
 
 from tasks import app
@@ -51,6 +52,13 @@ def prepare() -> None:
     waited (a tenth of one API worker's samples)."""
     for queue in (DOWNLOAD_QUEUE, HANDOFF_QUEUE):
         _template(app.conf.task_send_sent_event, queue)
+    if app.conf.task_send_sent_event:
+        # Naming the events' channel opens a broker connection: the first new job paid for it (7 % of a burst's
+        # API samples). A broker that does not answer now is not waited for: the first new job tries again.
+        try:
+            _event_envelope(max_retries=0)
+        except (kombu.exceptions.OperationalError, OSError) as exc:
+            log.warning("the task-sent events' channel is not named yet (the broker did not answer: %s)", exc)
 
 
 @dataclass(frozen=True)
@@ -141,19 +149,26 @@ def task_sent_event(message: QueuedMessage) -> tuple[str, str] | None:
     return channel, envelope.replace(_BODY, body, 1).replace(_TAG, str(uuid.uuid4()), 1)
 
 
-@lru_cache(maxsize=1)
-def _event_envelope() -> tuple[str, str]:
+_sent_event_envelope: tuple[str, str] | None = None
+
+
+def _event_envelope(max_retries: int | None = None) -> tuple[str, str]:
     """The channel of ``task-sent`` events and their envelope as kombu's Redis transport publishes them, with
-    stand-ins for the body and the delivery tag."""
-    dispatcher = app.amqp._event_dispatcher
-    exchange, routing_key = dispatcher.exchange.name, "task.sent"
-    properties = {"delivery_mode": dispatcher.delivery_mode, "delivery_info": {"exchange": exchange,
-                  "routing_key": routing_key}, "priority": 0, "body_encoding": "base64", "delivery_tag": _TAG}
-    envelope = dumps({"body": _BODY, "content-encoding": "utf-8", "content-type": "application/json",
-                      "headers": dispatcher.headers, "properties": properties})
-    with app.connection_for_write() as connection:
-        channel = connection.default_channel._get_publish_topic(exchange, routing_key)
-    return str(channel), str(envelope)
+    stand-ins for the body and the delivery tag. Built once a process; ``max_retries`` bounds the broker
+    connection's retries (kombu's default: retry for the connect timeout)."""
+    global _sent_event_envelope
+    if _sent_event_envelope is None:
+        dispatcher = app.amqp._event_dispatcher
+        exchange, routing_key = dispatcher.exchange.name, "task.sent"
+        properties = {"delivery_mode": dispatcher.delivery_mode, "delivery_info": {"exchange": exchange,
+                      "routing_key": routing_key}, "priority": 0, "body_encoding": "base64", "delivery_tag": _TAG}
+        envelope = dumps({"body": _BODY, "content-encoding": "utf-8", "content-type": "application/json",
+                          "headers": dispatcher.headers, "properties": properties})
+        options = {} if max_retries is None else {"max_retries": max_retries}
+        with app.connection_for_write(transport_options=options) as connection:
+            channel = connection.default_channel._get_publish_topic(exchange, routing_key)
+        _sent_event_envelope = (str(channel), str(envelope))
+    return _sent_event_envelope
 
 
 def send_handed(business_id: str, handed: list[tuple[str, str]]) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -262,8 +264,31 @@ def test_an_api_process_loads_celerys_configuration_and_the_message_templates_as
              "from tasks.dispatch import _template\n"
              "assert 'celeryconfig' in sys.modules and 'tasks.worker.broker' in sys.modules\n"
              "assert _template.cache_info().currsize == 2, _template.cache_info()\n"
-             "print('prepared')\n")
-    env = {"PATH": "/usr/bin:/bin", "RECPLAY_DATA_DIR": str(data_dir), "RECPLAY_DEV": "1", "PYTHONPATH": str(ROOT)}
+             "from tasks import dispatch\n"
+             "print(dispatch._sent_event_envelope[0])\n")
+    env = {"PATH": "/usr/bin:/bin", "RECPLAY_DATA_DIR": str(data_dir), "RECPLAY_DEV": "1", "PYTHONPATH": str(ROOT),
+           "REDIS_URL": os.environ["REDIS_URL"]}
     run = subprocess.run([sys.executable, "-c", check], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=60)
-    assert (run.returncode, run.stdout.strip()) == (0, "prepared"), run.stderr[-3000:]
+    db = os.environ["REDIS_URL"].rsplit("/", 1)[1]
+    # the channel of task-sent events, named on a broker connection of its own
+    assert (run.returncode, run.stdout.strip()) == (0, f"/{db}.celeryev/task.sent"), run.stderr[-3000:]
+
+
+def test_an_api_process_starts_when_the_broker_does_not_answer(data_dir: Path) -> None:
+    """It does not wait for the broker to name the events' channel: the first new job will."""
+    check = ("from api import create_app\n"
+             "create_app()\n"
+             "from tasks import dispatch\n"
+             "print(dispatch._sent_event_envelope)\n")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # a port nothing listens on
+    env = {"PATH": "/usr/bin:/bin", "RECPLAY_DATA_DIR": str(data_dir), "RECPLAY_DEV": "1", "PYTHONPATH": str(ROOT),
+           "REDIS_URL": f"redis://127.0.0.1:{closed.getsockname()[1]}/0"}
+    try:
+        run = subprocess.run([sys.executable, "-c", check], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=60)
+    finally:
+        closed.close()
+    assert (run.returncode, run.stdout.strip()) == (0, "None"), run.stderr[-3000:]
+    assert "the task-sent events' channel is not named yet" in run.stderr
