@@ -171,11 +171,12 @@ def _event_envelope(max_retries: int | None = None) -> tuple[str, str]:
     return _sent_event_envelope
 
 
-def send_handed(business_id: str, handed: list[tuple[str, str]]) -> None:
+def send_handed(business_id: str, handed: list[tuple[str, str]], by: str = "release") -> None:
     """Send the message of every job a release or sweep handed a slot (or a new task id) to: pushed to the
     hand-off queue's list as kombu's Redis transport would (:func:`download_message`), each followed by its
     ``task-sent`` event (:func:`task_sent_event`), all in one round trip. The broker is REDIS_URL's Redis
-    (celeryconfig.py), which the job state's client talks to."""
+    (celeryconfig.py), which the job state's client talks to. ``by`` names what handed the slots in each job's
+    ``dispatched`` log line: ``release``, ``sweep``, ``purge``, ``limit``, ``delete``, ``give-up``."""
     if not handed:
         return
     pipe = get_redis().pipeline(transaction=False)
@@ -187,4 +188,5 @@ def send_handed(business_id: str, handed: list[tuple[str, str]]) -> None:
             pipe.publish(*event)
     pipe.execute()
     for call_sid, task_id in handed:
-        log.info("dispatched business_id=%s call_sid=%s task_id=%s countdown=None", business_id, call_sid, task_id)
+        log.info("dispatched business_id=%s call_sid=%s task_id=%s countdown=None by=%s", business_id, call_sid,
+                 task_id, by)

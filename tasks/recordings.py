@@ -379,7 +379,8 @@ class Recordings:
         # a worker announcing a result, or a status that read the row just before, cannot write it back.
         bury_fact(self.client, self.business_id, rec.call_sid, rows[-1].id)
         if delete_job(self.client, self.business_id, rec.call_sid):
-            send_handed(self.business_id, BusinessSlots(self.client, self.business_id, self.settings).hand_off())
+            send_handed(self.business_id, BusinessSlots(self.client, self.business_id, self.settings).hand_off(),
+                        by="delete")
         for row in rows:
             self.store.delete(row.file_path)
             self.store.delete_recording(self.business_id, row.call_sid, row.id)

@@ -3,6 +3,7 @@ two sweeps at once do each thing once."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import pytest
@@ -121,18 +122,24 @@ def test_a_lost_hand_off_keeps_its_place_at_the_head_of_the_line(rclient, settin
     assert isinstance(slots.acquire("CP0", new_task, "w1"), Acquired)
 
 
-def test_a_request_whose_message_was_lost_is_dispatched_again_when_its_reservation_runs_out(rclient, settings):
+def test_a_request_whose_message_was_lost_is_dispatched_again_when_its_reservation_runs_out(rclient, settings,
+                                                                                             caplog):
     lost_task = wanted(rclient, settings, "CA1")
     drain(rclient)  # the message was lost
     assert not sweep(rclient, settings).did_anything
 
     expire(rclient, "CA1")  # the slot reserved for it runs out
-    report = sweep(rclient, settings)
+    with caplog.at_level(logging.INFO, logger="tasks"):
+        report = sweep(rclient, settings)
 
     assert report.dispatched == [(BIZ, "CA1")]
     [new_task] = queued_task_ids(rclient, "CA1")
     assert new_task != lost_task
     assert get_job(rclient, BIZ, "CA1").task_id == new_task
+    # one line for the job's new message, saying the sweep sent it
+    assert [r.getMessage() for r in caplog.records if "dispatched" in r.getMessage()
+            and "call_sid=" in r.getMessage()] == [
+        f"dispatched business_id={BIZ} call_sid=CA1 task_id={new_task} countdown=None by=sweep"]
     assert isinstance(BusinessSlots(rclient, BIZ, settings).acquire("CA1", lost_task, "w1"), Stale)
 
 

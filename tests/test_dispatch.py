@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import socket
@@ -68,7 +69,8 @@ def test_the_message_a_script_pushes_is_the_one_celery_publishes(business_id: st
     assert download_message(business_id, call_sid, task_id, queue).payload != built.payload  # a new tag each time
 
 
-def test_handed_jobs_get_celerys_messages_on_the_hand_off_queue_and_their_sent_events(data_dir: Path) -> None:
+def test_handed_jobs_get_celerys_messages_on_the_hand_off_queue_and_their_sent_events(
+        data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A release's hand-offs go out in one round trip (send_handed), each message the one ``send_task`` would
     publish on the hand-off queue, each with its task-sent event naming that queue; a worker runs them."""
     client = get_redis()
@@ -80,7 +82,8 @@ def test_handed_jobs_get_celerys_messages_on_the_hand_off_queue_and_their_sent_e
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.psubscribe("*celeryev*")
     try:
-        send_handed("biz1", handed)
+        with caplog.at_level(logging.INFO, logger="tasks.dispatch"):
+            send_handed("biz1", handed, by="limit")
         events = [_next_event(pubsub) for _ in handed]
     finally:
         pubsub.close()
@@ -89,6 +92,8 @@ def test_handed_jobs_get_celerys_messages_on_the_hand_off_queue_and_their_sent_e
     assert client.llen(DOWNLOAD_QUEUE) == 0
     assert [(e["type"], e["uuid"], e["queue"], e["routing_key"]) for e in events] == [
         ("task-sent", task_id, HANDOFF_QUEUE, HANDOFF_QUEUE) for _, task_id in handed]
+    assert [r.getMessage() for r in caplog.records if r.name == "tasks.dispatch"] == [
+        f"dispatched business_id=biz1 call_sid={c} task_id={t} countdown=None by=limit" for c, t in handed]
     send_handed("biz1", [])  # nothing handed: nothing sent
     assert client.llen(HANDOFF_QUEUE) == len(handed)
 

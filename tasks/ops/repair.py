@@ -299,7 +299,7 @@ def purge_queue(client: redis.Redis, settings: Settings, business_id: str,
         dropped.extend(done)
         unwanted.update(marked)
     handed = BusinessSlots(client, business_id, settings).hand_off()
-    send_handed(business_id, handed)
+    send_handed(business_id, handed, by="purge")
     log.info("waiting jobs dropped, recordings back to new business_id=%s dropped=%s", business_id, len(dropped))
     return QueuePurge(business_id, dropped, sorted(unwanted & set(dropped)), handed)
 
@@ -335,7 +335,7 @@ def set_limit(client: redis.Redis, settings: Settings, business_id: str, limit: 
     slots = BusinessSlots(client, business_id, settings)
     previous = slots.limit()
     handed = slots.set_limit(limit)
-    send_handed(business_id, handed)
+    send_handed(business_id, handed, by="limit")
     log.info("limit set business_id=%s limit=%s previous=%s handed=%s",
              business_id, limit, previous, len(handed))
     return LimitChange(business_id, previous, limit, handed)

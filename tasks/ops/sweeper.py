@@ -91,10 +91,8 @@ def sweep_business(client: redis.Redis, settings: Settings, business_id: str, re
         metrics.count(client, "requeued_jobs", int(result["requeued"]))
         # cjson encodes an empty table as an object.
         dispatch = [(str(call_sid), str(task_id)) for call_sid, task_id in result["dispatch"] or []]
-        send_handed(business_id, dispatch)  # (their messages in one round trip, as a release's)
-        for call_sid, task_id in dispatch:
-            report.dispatched.append((business_id, call_sid))
-            log.info("sweep dispatched business_id=%s call_sid=%s task_id=%s", business_id, call_sid, task_id)
+        send_handed(business_id, dispatch, by="sweep")  # (one round trip, as a release's; it logs each)
+        report.dispatched.extend((business_id, call_sid) for call_sid, _ in dispatch)
         if result["failed"] or result["claimed"]:
             catalog = catalog or Catalog(settings)
             for call_sid in result["failed"] or []:

@@ -149,7 +149,7 @@ def _requeue_and_release(slot: HeldSlot, task_id: str, reason: str) -> None:
                           error=f"attempt given up: {reason}")
     released, handed = BusinessSlots(client, slot.business_id, settings).release(slot.call_sid, slot.fence)
     if handed:
-        send_handed(slot.business_id, handed)
+        send_handed(slot.business_id, handed, by="give-up")
     log.warning("gave up a slot business_id=%s call_sid=%s task_id=%s fence=%s reason=%s requeued=%s "
                 "released=%s", slot.business_id, slot.call_sid, task_id, slot.fence, reason, requeued, released)
 
