@@ -241,12 +241,7 @@ class Stack:
         self.provider = TimedProvider()
         self.provider.start()
         self.rss = RssSampler()
-        self.redis_port = free_port()
-        self._start(
-            "redis",
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
-        )
+        self.redis_port = self.redis_server("redis")
         self.env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
@@ -276,11 +271,6 @@ class Stack:
         from tasks.settings import get_settings
 
         get_engine(get_settings())
-        import redis
-
-        probe = redis.Redis(port=self.redis_port)
-        wait_for(lambda: _ping(probe), 10, "redis-server to answer")
-        probe.close()
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
@@ -305,6 +295,18 @@ class Stack:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- processes ------------------------------------------------------------------------------------------------
+
+    def redis_server(self, name: str) -> int:
+        """A private ``redis-server`` (no persistence) on a free loopback port; returns its port once it answers."""
+        import redis
+
+        port = free_port()
+        self._start(name, [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                           "--save", "", "--appendonly", "no", "--dir", str(self.workdir)])
+        probe = redis.Redis(port=port)
+        wait_for(lambda: _ping(probe), 10, "redis-server to answer")
+        probe.close()
+        return port
 
     def _start(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
                cwd: Path = ROOT) -> Service:

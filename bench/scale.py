@@ -1,14 +1,14 @@
 """Scenario 7, scale: the limiter's cost with a large backlog, inside Redis.
 
-One business with 100,000 parked jobs (limit 5, five running), against the same business with 10 parked: the
-time inside Redis (SLOWLOG, threshold 0) of each slot operation a download makes (renew, finish, release with
-its hand-off, the acquire that turns the hand-off's reservation into a lease), of parking a new request, and of
-one sweep call (nothing due, and one expired lease to requeue), as ratios of the large backlog to the small.
-Then 10,000 businesses with 10 parked each: the redis-server CPU time of one full sweep pass (``sweep()``, as
-beat runs it every ``RECPLAY_SWEEP_SECONDS``), as a share of one core at the default period. During every sweep
-a second connection PINGs Redis back to back: the worst round trip is what any other client could wait.
-The largest single script call is the longest SLOWLOG entry of the whole run, filling included. The pinger is a
-process of its own, so what it measures is Redis (and the machine), not this process's GIL.
+A business with 100,000 parked jobs (limit 5, five running), against one with 10 parked, the two taking turns
+in blocks of calls: the time inside Redis (SLOWLOG, threshold 0) of each slot operation a download makes (renew,
+finish, release with its hand-off, the acquire that turns the hand-off's reservation into a lease), of parking a
+new request, and of one sweep call (nothing due, and one expired lease to requeue), as ratios of the large backlog
+to the small. Then 10,000 businesses with 10 parked each: the redis-server CPU time of one full sweep pass
+(``sweep()``, as beat runs it every ``RECPLAY_SWEEP_SECONDS``), as a share of one core at the default period.
+During every sweep a second connection PINGs Redis back to back: the worst round trip is what any other client
+could wait. The largest single script call is the longest SLOWLOG entry of the whole run, filling included. The
+pinger is a process of its own, so what it measures is Redis (and the machine), not this process's GIL.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import psutil
+import redis
 
 from bench import harness
 from bench.scenario import Goal, Metric, Scenario, Values, at_most
@@ -26,6 +27,9 @@ from bench.scenario import Goal, Metric, Scenario, Values, at_most
 RUNNING = 5
 SMALL = 10
 CYCLES = 200
+REQUEUES = CYCLES // 4
+#: The two backlogs take turns in this many blocks of calls each.
+BLOCKS = 10
 FILL_BATCH = 1000
 
 
@@ -105,59 +109,109 @@ def _slowlog(client: Any, names: dict[str, str]) -> dict[str, list[float]]:
     return found
 
 
-def _one_business(client: Any, settings: Any, parked: int, tag: str) -> tuple[Values, float]:
-    """Per-operation time inside Redis with ``parked`` jobs waiting; returns (values, largest call in us)."""
-    from tasks.ops.sweeper import BATCH
-    from tasks.slots import keys
-    from tasks.slots.jobs import finish_job, finished_ttl_ms, request_job
-    from tasks.slots.scripts import script
-    from tasks.slots.semaphore import Acquired, BusinessSlots
+class Backlog:
+    """One business with ``parked`` jobs waiting behind its five running ones, and what a measurement does to it."""
 
-    business_id = f"scale{tag}"
-    names = {script(client, n).sha: n for n in ("request", "acquire", "release", "renew", "finish", "sweep")}
-    client.slowlog_reset()
-    _fill(client, settings, business_id, 0, RUNNING + parked)
-    running = _start_running(client, settings, business_id)
-    largest = max((max(v) for v in _slowlog(client, names).values()), default=0.0)
-    slots = BusinessSlots(client, business_id, settings)
-    assert slots.parked_count() == parked
-    sweep = script(client, "sweep")
-    sweep_args = [settings.max_concurrent, settings.reservation_seconds * 1000, settings.max_attempts, "t",
-                  finished_ttl_ms(settings), BATCH, settings.lease_seconds * 1000]
-    for cycle in range(CYCLES):
-        call_sid, fence = running.pop(0)
-        assert slots.renew(call_sid, fence)
-        assert finish_job(client, settings, business_id, call_sid, fence, "ready")
-        released, handed = slots.release(call_sid, fence)
-        assert released and len(handed) == 1, handed
-        got = slots.acquire(handed[0][0], handed[0][1], "bench")
-        assert isinstance(got, Acquired), got
-        running.append((handed[0][0], got.fence))
-        result = request_job(client, settings, business_id, f"n{cycle}", media_url="http://127.0.0.1/x.wav",
-                             recording_id=10**7 + cycle)
-        assert result.outcome == "parked", result
-        sweep(keys=keys.business_keys(business_id), args=sweep_args)
-    times = _slowlog(client, names)
-    # One expired lease a sweep call: requeue its job and hand its slot on.
-    with Pinger(int(client.connection_pool.connection_kwargs["port"])) as pinger:
-        for _ in range(CYCLES // 4):
-            call_sid, _fence = running.pop(0)
+    def __init__(self, client: Any, settings: Any, parked: int, tag: str) -> None:
+        from tasks.ops.sweeper import BATCH
+        from tasks.slots.jobs import finished_ttl_ms
+        from tasks.slots.scripts import script
+        from tasks.slots.semaphore import BusinessSlots
+
+        self.client, self.settings, self.tag = client, settings, tag
+        self.business_id = f"scale{tag}"
+        _fill(client, settings, self.business_id, 0, RUNNING + parked)
+        self.running = _start_running(client, settings, self.business_id)
+        self.slots = BusinessSlots(client, self.business_id, settings)
+        assert self.slots.parked_count() == parked
+        self.sweep = script(client, "sweep")
+        self.sweep_args = [settings.max_concurrent, settings.reservation_seconds * 1000, settings.max_attempts, "t",
+                           finished_ttl_ms(settings), BATCH, settings.lease_seconds * 1000]
+        self.requests = 0
+
+    def cycles(self, count: int) -> None:
+        """``count`` download cycles (renew, finish, release with hand-off, acquire of the reservation), each with a
+        request that parks and an idle sweep call."""
+        from tasks.slots import keys
+        from tasks.slots.jobs import finish_job, request_job
+        from tasks.slots.semaphore import Acquired
+
+        for _ in range(count):
+            call_sid, fence = self.running.pop(0)
+            assert self.slots.renew(call_sid, fence)
+            assert finish_job(self.client, self.settings, self.business_id, call_sid, fence, "ready")
+            released, handed = self.slots.release(call_sid, fence)
+            assert released and len(handed) == 1, handed
+            got = self.slots.acquire(handed[0][0], handed[0][1], "bench")
+            assert isinstance(got, Acquired), got
+            self.running.append((handed[0][0], got.fence))
+            self.requests += 1
+            result = request_job(self.client, self.settings, self.business_id, f"n{self.requests}",
+                                 media_url="http://127.0.0.1/x.wav", recording_id=10**7 + self.requests)
+            assert result.outcome == "parked", result
+            self.sweep(keys=keys.business_keys(self.business_id), args=self.sweep_args)
+
+    def requeues(self, count: int) -> None:
+        """``count`` sweep calls, each finding one expired lease: its job is requeued and its slot handed on."""
+        from tasks.slots import keys
+        from tasks.slots.semaphore import Acquired
+
+        client, business_id = self.client, self.business_id
+        for _ in range(count):
+            call_sid, _fence = self.running.pop(0)
             client.zadd(keys.holders(business_id), {call_sid: 1})
-            sweep(keys=keys.business_keys(business_id), args=sweep_args)
+            self.sweep(keys=keys.business_keys(business_id), args=self.sweep_args)
             holders = dict(client.zrange(keys.holders(business_id), 0, -1, withscores=True))
             for c, task in [(c, client.hget(keys.job(business_id, c), "task_id")) for c in holders]:
                 if client.hget(keys.holder_info(business_id), c).endswith("|"):
-                    got = slots.acquire(c, task, "bench")
+                    got = self.slots.acquire(c, task, "bench")
                     assert isinstance(got, Acquired), got
-                    running.append((c, got.fence))
-    swept = _slowlog(client, names)
-    values: Values = {f"{op}_{tag}": statistics.median(times[op]) for op in
-                      ("renew", "finish", "release", "acquire", "request")}
-    values[f"sweep_idle_{tag}"] = statistics.median(times["sweep"])
-    values[f"sweep_due_{tag}"] = statistics.median(swept["sweep"])
-    values[f"ping_{tag}"] = pinger.worst * 1000
-    everything = [d for v in (*times.values(), *swept.values()) for d in v]
-    return values, max(largest, *everything)
+                    self.running.append((c, got.fence))
+
+
+def _one_business(clients: list[Any], settings: Any, big: int) -> tuple[Values, float]:
+    """Per-operation time inside Redis with 10 and with ``big`` jobs waiting, each backlog in a redis-server of its
+    own (so what grows with everything a server holds shows as well); returns (values, largest call in us).
+
+    Both are filled first; then they take turns, a block of calls each, so that a change in the machine's speed
+    during the run (a shared machine's cores drift within a minute) meets both backlogs alike and stays out of the
+    ratios."""
+    from tasks.slots.scripts import script
+
+    names = {script(clients[0], n).sha: n for n in ("request", "acquire", "release", "renew", "finish", "sweep")}
+    for client in clients:
+        for name in names.values():  # loaded first: a script's first EVALSHA would fail (NOSCRIPT), logged too
+            client.script_load(script(client, name).script)
+        client.slowlog_reset()
+    backlogs = [Backlog(clients[0], settings, SMALL, "small"), Backlog(clients[1], settings, big, "large")]
+    largest = max((max(v) for b in backlogs for v in _slowlog(b.client, names).values()), default=0.0)
+    times: dict[str, dict[str, list[float]]] = {b.tag: {} for b in backlogs}
+    swept: dict[str, list[float]] = {b.tag: [] for b in backlogs}
+    for _ in range(BLOCKS):
+        for backlog in backlogs:
+            backlog.cycles(CYCLES // BLOCKS)
+            for op, found in _slowlog(backlog.client, names).items():
+                times[backlog.tag].setdefault(op, []).extend(found)
+    # The pinger asks the large backlog's server.
+    with Pinger(int(clients[1].connection_pool.connection_kwargs["port"])) as pinger:
+        for _ in range(BLOCKS):
+            for backlog in backlogs:
+                backlog.requeues(REQUEUES // BLOCKS)
+                found = _slowlog(backlog.client, names)
+                swept[backlog.tag] += found.get("sweep", [])
+                largest = max([largest, *(d for v in found.values() for d in v)])
+    values: Values = {}
+    for backlog in backlogs:
+        tag, measured = backlog.tag, times[backlog.tag]
+        counts = {op: len(found) for op, found in measured.items()}
+        assert counts == dict.fromkeys(("request", "acquire", "release", "renew", "finish", "sweep"), CYCLES), counts
+        values |= {f"{op}_{tag}": statistics.median(measured[op]) for op in
+                   ("renew", "finish", "release", "acquire", "request")}
+        values[f"sweep_idle_{tag}"] = statistics.median(measured["sweep"])
+        values[f"sweep_due_{tag}"] = statistics.median(swept[tag])
+        largest = max([largest, *(d for v in measured.values() for d in v)])
+    values["ping_one"] = pinger.worst * 1000
+    return values, largest
 
 
 def _many_businesses(client: Any, settings: Any, businesses: int, redis_pid: int) -> tuple[Values, float]:
@@ -200,20 +254,21 @@ def run(smoke: bool) -> Values:
         from tasks.slots.client import get_redis
 
         client, settings = get_redis(), get_settings()
-        client.config_set("slowlog-log-slower-than", 0)
-        client.config_set("slowlog-max-len", 100000)
-        small, largest_small = _one_business(client, settings, SMALL, "small")
-        large, largest_large = _one_business(client, settings, big, "large")
+        small = redis.Redis(port=st.redis_server("redis-small"), decode_responses=True)
+        for each in (client, small):
+            each.config_set("slowlog-log-slower-than", 0)
+            each.config_set("slowlog-max-len", 100000)
+        one, largest_one = _one_business([small, client], settings, big)
+        small.close()
         many, largest_many = _many_businesses(client, settings, businesses, st.services[0].proc.pid)
         client.config_set("slowlog-log-slower-than", 10000)
-    values: Values = {**small, **large, **many}
+    values: Values = {**one, **many}
     for op in ("renew", "finish", "release", "acquire", "request", "sweep_idle", "sweep_due"):
-        values[f"ratio_{op}"] = float(large[f"{op}_large"] or 0) / max(float(small[f"{op}_small"] or 0), 1.0)
+        values[f"ratio_{op}"] = float(one[f"{op}_large"] or 0) / max(float(one[f"{op}_small"] or 0), 1.0)
     values["worst_ratio"] = max(float(values[f"ratio_{op}"] or 0) for op in
                                 ("renew", "finish", "release", "acquire", "request", "sweep_idle", "sweep_due"))
-    values["largest_call_ms"] = max(largest_small, largest_large, largest_many) / 1000
-    values["worst_ping_ms"] = max(float(large["ping_large"] or 0), float(many["ping_many"] or 0),
-                                  float(small["ping_small"] or 0))
+    values["largest_call_ms"] = max(largest_one, largest_many) / 1000
+    values["worst_ping_ms"] = max(float(one["ping_one"] or 0), float(many["ping_many"] or 0))
     values["parked"] = big
     values["businesses"] = businesses
     return values
@@ -238,9 +293,11 @@ def _metrics() -> list[Metric]:
 SCENARIO = Scenario(
     key="scale",
     title="7. Scale",
-    setup="One business, limit 5, five running: 10 parked, then 100,000 parked. Per backlog, 200 download cycles "
-          "(renew, finish, release with hand-off, acquire of the reservation), 200 requests that park, 200 idle "
-          "sweep calls, 50 sweep calls each requeuing one expired lease; time inside Redis from SLOWLOG, median. "
+    setup="Two businesses, limit 5, five running each: one with 10 parked, one with 100,000 parked, both filled "
+          "first. Per backlog, 200 download cycles (renew, finish, release with hand-off, acquire of the "
+          "reservation), 200 requests that park, 200 idle sweep calls, 50 sweep calls each requeuing one expired "
+          f"lease; the two backlogs take turns in {BLOCKS} blocks of each (so the machine's drift meets both alike); "
+          "time inside Redis from SLOWLOG, median. "
           "Then 10,000 businesses with 10 parked each: three full sweep passes, redis-server CPU per pass.",
     smoke_setup="10,000 parked; 1,000 businesses.",
     metrics=_metrics(),
