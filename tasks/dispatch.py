@@ -8,7 +8,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import kombu.exceptions
 from kombu.utils.json import dumps
@@ -171,12 +171,17 @@ def _event_envelope(max_retries: int | None = None) -> tuple[str, str]:
     return _sent_event_envelope
 
 
-def send_handed(business_id: str, handed: list[tuple[str, str]], by: str = "release") -> None:
+#: What handed a slot on, as a ``dispatched`` log line names it: a finished job's release, the sweeper, an operator's
+#: purge or raised limit, a deleted recording's job, an interrupted attempt that gave its slot up.
+HandedBy = Literal["release", "sweep", "purge", "limit", "delete", "give-up"]
+
+
+def send_handed(business_id: str, handed: list[tuple[str, str]], by: HandedBy = "release") -> None:
     """Send the message of every job a release or sweep handed a slot (or a new task id) to: pushed to the
     hand-off queue's list as kombu's Redis transport would (:func:`download_message`), each followed by its
     ``task-sent`` event (:func:`task_sent_event`), all in one round trip. The broker is REDIS_URL's Redis
     (celeryconfig.py), which the job state's client talks to. ``by`` names what handed the slots in each job's
-    ``dispatched`` log line: ``release``, ``sweep``, ``purge``, ``limit``, ``delete``, ``give-up``."""
+    ``dispatched`` log line (:data:`HandedBy`)."""
     if not handed:
         return
     pipe = get_redis().pipeline(transaction=False)
