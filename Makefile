@@ -42,7 +42,7 @@ jstest:
 # PostgreSQL databases (tests/conftest.py, tests/postgres.py). PYTEST_PROCESSES=0 runs them in this process.
 PYTEST_PROCESSES ?= 2
 pytest: install-test
-	$(PY) -m pytest -n $(PYTEST_PROCESSES) --dist loadfile
+	$(PY) -m pytest -n $(PYTEST_PROCESSES) --dist loadfile --durations=15
 
 test: lint jstest pytest
 
