@@ -30,6 +30,8 @@ CYCLES = 200
 REQUEUES = CYCLES // 4
 #: The two backlogs take turns in this many blocks of calls each.
 BLOCKS = 10
+#: The scripts a download cycle calls once each (with its parking request and its idle sweep call).
+CYCLE_SCRIPTS = ("request", "acquire", "release", "renew", "finish", "sweep")
 FILL_BATCH = 1000
 
 
@@ -169,7 +171,7 @@ class Backlog:
                     self.running.append((c, got.fence))
 
 
-def _one_business(clients: list[Any], settings: Any, big: int) -> tuple[Values, float]:
+def _two_backlogs(clients: list[Any], settings: Any, big: int) -> tuple[Values, float]:
     """Per-operation time inside Redis with 10 and with ``big`` jobs waiting, each backlog in a redis-server of its
     own (so what grows with everything a server holds shows as well); returns (values, largest call in us).
 
@@ -178,7 +180,7 @@ def _one_business(clients: list[Any], settings: Any, big: int) -> tuple[Values, 
     ratios."""
     from tasks.slots.scripts import script
 
-    names = {script(clients[0], n).sha: n for n in ("request", "acquire", "release", "renew", "finish", "sweep")}
+    names = {script(clients[0], n).sha: n for n in CYCLE_SCRIPTS}
     for client in clients:
         for name in names.values():  # loaded first: a script's first EVALSHA would fail (NOSCRIPT), logged too
             client.script_load(script(client, name).script)
@@ -204,7 +206,7 @@ def _one_business(clients: list[Any], settings: Any, big: int) -> tuple[Values, 
     for backlog in backlogs:
         tag, measured = backlog.tag, times[backlog.tag]
         counts = {op: len(found) for op, found in measured.items()}
-        assert counts == dict.fromkeys(("request", "acquire", "release", "renew", "finish", "sweep"), CYCLES), counts
+        assert counts == dict.fromkeys(CYCLE_SCRIPTS, CYCLES), counts
         values |= {f"{op}_{tag}": statistics.median(measured[op]) for op in
                    ("renew", "finish", "release", "acquire", "request")}
         values[f"sweep_idle_{tag}"] = statistics.median(measured["sweep"])
@@ -258,7 +260,7 @@ def run(smoke: bool) -> Values:
         for each in (client, small):
             each.config_set("slowlog-log-slower-than", 0)
             each.config_set("slowlog-max-len", 100000)
-        one, largest_one = _one_business([small, client], settings, big)
+        one, largest_one = _two_backlogs([small, client], settings, big)
         small.close()
         many, largest_many = _many_businesses(client, settings, businesses, st.services[0].proc.pid)
         client.config_set("slowlog-log-slower-than", 10000)
