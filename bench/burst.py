@@ -14,17 +14,40 @@ from bench import harness
 from bench.scenario import Goal, Metric, Scenario, Values, at_most, every_run, invariant, remove, spec_file
 from tests.provider import make_wav
 
+#: The parts of a hand-off, in order; their medians are the metrics ``handoff_<part>``.
+HANDOFF_PARTS = ("finish", "release", "pickup", "request")
 
-def handoff_gaps(provider: harness.TimedProvider, jobs: dict[str, list[str]], limit: int) -> list[float]:
+
+def handoff_gaps(provider: harness.TimedProvider, jobs: dict[str, list[str]], limit: int,
+                 done: dict[tuple[str, str], float]) -> tuple[list[float], dict[str, list[float]]]:
     """Per business, each download after the first ``limit``: its arrival at the provider minus the end of the
-    download whose slot it took (the k-th download takes the slot of the (k - limit)-th to finish)."""
-    gaps = []
+    download whose slot it took (the k-th download takes the slot of the (k - limit)-th to finish); and, for each
+    of those that a release handed its slot (not one reserved when it was requested), that gap in four parts
+    (:data:`HANDOFF_PARTS`) from its jobs' Redis times: the slot's holder from its last byte to its finish
+    script's ``done_at`` (the body's end, the decode, the script); from there to the handed job's reservation,
+    its ``queued_at`` (the file put in place, the catalog, the ready announcement, the release); to the handed
+    job's ``started_at`` (its message, the worker taking it, the acquire script); to its request at the
+    provider (the catalog read, the connection, the request)."""
+    gaps: list[float] = []
+    parts: dict[str, list[float]] = {part: [] for part in HANDOFF_PARTS}
     for business_id, call_sids in jobs.items():
-        paths = [f"/{business_id}/{c}.wav" for c in call_sids]
-        starts = sorted(provider.arrived[p][0] for p in paths)
-        ends = sorted(provider.finished[p][0] for p in paths)
-        gaps += [starts[k] - ends[k - limit] for k in range(limit, len(starts))]
-    return gaps
+        path = {c: f"/{business_id}/{c}.wav" for c in call_sids}
+        starts = sorted(call_sids, key=lambda c: provider.arrived[path[c]][0])
+        ends = sorted(call_sids, key=lambda c: provider.finished[path[c]][0])
+        times = dict(zip(call_sids, harness.job_fields(business_id, call_sids, "created_at", "queued_at",
+                                                       "started_at"), strict=True))
+        for k in range(limit, len(call_sids)):
+            taker, holder = starts[k], ends[k - limit]
+            arrived, ended = provider.arrived[path[taker]][0], provider.finished[path[holder]][0]
+            gaps.append(arrived - ended)
+            created, handed, started = (int(t or 0) / 1000 for t in times[taker])
+            if handed == created:
+                continue  # reserved when it was requested: no release handed it this slot
+            finished = done[(business_id, holder)]
+            for part, seconds in zip(HANDOFF_PARTS, (finished - ended, handed - finished, started - handed,
+                                                     arrived - started), strict=True):
+                parts[part].append(seconds)
+    return gaps, parts
 
 
 def run(smoke: bool) -> Values:
@@ -62,6 +85,7 @@ def run(smoke: bool) -> Values:
         created = [int(c or 0) / 1000 for b, calls in jobs.items()
                    for (c,) in harness.job_fields(b, calls, "created_at")]
         downloads = harness.downloads_of(st.provider, items)
+        gaps, parts = handoff_gaps(st.provider, jobs, limit, done)
         rss = st.peak_rss_mib()
         return {
             "ratio": makespan / ideal,
@@ -73,7 +97,9 @@ def run(smoke: bool) -> Values:
             "answered": client.output["last_answer"] - started,
             "enqueued": max(created) - started,
             "after_enqueued": makespan - (max(created) - started),
-            "handoff": harness.percentile(handoff_gaps(st.provider, jobs, limit), 50),
+            "handoff": harness.percentile(gaps, 50),
+            **{f"handoff_{part}": harness.percentile(parts[part], 50) if parts[part] else None
+               for part in HANDOFF_PARTS},
             "api_cpu_ms": api_cpu / len(wanted) * 1000,
             "bad_answers": sum(n for s, n in client.output["statuses"].items() if s not in ("200", "202")),
             "loadgen_cpu": client.cpu_seconds,
@@ -101,6 +127,10 @@ SCENARIO = Scenario(
         Metric("enqueued", "last recording's job created after", "s"),
         Metric("after_enqueued", "makespan - last job created (compare with the ideal)", "s"),
         Metric("handoff", "hand-off: a download's end -> the next one's request at the provider (median)", "s"),
+        Metric("handoff_finish", "  1. the slot's holder: its last byte -> its finish script (median)", "s"),
+        Metric("handoff_release", "  2. -> the slot handed to the next job (store, catalog, release; median)", "s"),
+        Metric("handoff_pickup", "  3. -> the next job's acquire (message, worker, script; median)", "s"),
+        Metric("handoff_request", "  4. -> its request at the provider (median)", "s"),
         Metric("api_cpu_ms", "API CPU per request", "ms"),
         Metric("bad_answers", "answers other than 200/202", ""),
         Metric("loadgen_cpu", "load generator CPU", "s"),
