@@ -36,7 +36,7 @@ from api.errors import error_response
 from tasks.access import verify_business_token, verify_stream_token
 from tasks.errors import AccessDenied, ConfigError
 from tasks.settings import Settings
-from tasks.slots.client import DRIVER_INFO
+from tasks.slots.client import DRIVER_INFO, client_for
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def storage_client(url: str) -> redis.Redis:
     options = {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
                "retry": Retry(NoBackoff(), 0), "driver_info": DRIVER_INFO}
     if not url.startswith("redis+sentinel://"):
-        return redis.Redis.from_url(url.replace("redis+unix://", "unix://", 1), **options)
+        return client_for(url.replace("redis+unix://", "unix://", 1), wait_seconds=REDIS_TIMEOUT_SECONDS, **options)
     parts = urlsplit(url)
     auth = {name: unquote(value) for name, value in
             (("username", parts.username), ("password", parts.password)) if value}

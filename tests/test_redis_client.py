@@ -1,7 +1,7 @@
 """The process's Redis clients (tasks/slots/client.py, api/limits.py): what a new connection tells the server
 (CLIENT SETINFO, Redis 7.2 and later), and that it does not read the package's metadata to say it; under gevent's
 patching (the API's gunicorn workers), the pool's check of a connection it hands out still finds a closed one,
-with the system's poll."""
+with the system's poll, and it keeps a bounded pool of connections that its greenlets take turns on."""
 
 from __future__ import annotations
 
@@ -92,14 +92,19 @@ print("checked")
 """
 
 
-def test_under_gevent_the_pool_check_finds_closed_connections_with_the_system_poll(
-        data_dir: Path, redis_server) -> None:
-    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": redis_server.url, "RECPLAY_DATA_DIR": str(data_dir),
+def _under_gevent(script: str, data_dir: Path, redis_url: str) -> str:
+    """What ``script`` printed, run in an interpreter of its own (gevent's patching stays there)."""
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": redis_url, "RECPLAY_DATA_DIR": str(data_dir),
            "RECPLAY_DEV": "1", "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, "-c", GEVENT_CHECK], cwd=ROOT, env=env, capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=60)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.strip().endswith("checked")
+    return run.stdout.strip()
+
+
+def test_under_gevent_the_pool_check_finds_closed_connections_with_the_system_poll(
+        data_dir: Path, redis_server) -> None:
+    assert _under_gevent(GEVENT_CHECK, data_dir, redis_server.url).endswith("checked")
 
 
 def test_without_gevent_the_readiness_check_is_left_alone() -> None:
@@ -107,3 +112,45 @@ def test_without_gevent_the_readiness_check_is_left_alone() -> None:
 
     assert readiness_checks_use_os_poll() is False
     assert hiredis_parser.select is __import__("select")
+
+
+#: Under gevent, each of the process's clients keeps at most COOPERATIVE_POOL_SIZE connections: three times as
+#: many greenlets, each holding a connection for 0.2 s (a BLPOP that times out), take three turns on them.
+GEVENT_POOL = """
+import os, time
+from gevent import monkey
+monkey.patch_all()
+import gevent, redis
+from api.limits import storage_client
+from tasks.slots.client import COOPERATIVE_POOL_SIZE, get_redis
+
+observer = redis.Redis.from_url(os.environ["REDIS_URL"])
+for name, client in (("job state", get_redis()), ("request limits", storage_client(os.environ["REDIS_URL"]))):
+    before = observer.info("clients")["connected_clients"]
+    seen = []
+    started = time.monotonic()
+    waits = [gevent.spawn(client.blpop, ["recplay-test-empty"], 0.2) for _ in range(3 * COOPERATIVE_POOL_SIZE)]
+    while not all(w.ready() for w in waits):
+        seen.append(observer.info("clients")["connected_clients"] - before)
+        gevent.sleep(0.02)
+    elapsed = time.monotonic() - started
+    assert [w.get() for w in waits] == [None] * len(waits), name
+    assert max(seen) == COOPERATIVE_POOL_SIZE, (name, seen)
+    assert elapsed >= 0.6, (name, elapsed)  # three turns
+    client.connection_pool.disconnect()
+print("bounded")
+"""
+
+
+def test_under_gevent_each_client_keeps_at_most_its_pool_of_connections_and_greenlets_take_turns(
+        data_dir: Path, redis_server) -> None:
+    assert _under_gevent(GEVENT_POOL, data_dir, redis_server.url).endswith("bounded")
+
+
+def test_without_gevent_the_pool_is_redis_pys_own(redis_server) -> None:
+    reset_redis()
+    try:
+        assert type(get_redis().connection_pool) is redis.ConnectionPool
+        assert type(storage_client(redis_server.url).connection_pool) is redis.ConnectionPool
+    finally:
+        reset_redis()
