@@ -19,28 +19,28 @@ HANDOFF_PARTS = ("finish", "release", "pickup", "request")
 
 
 def handoff_gaps(provider: harness.TimedProvider, jobs: dict[str, list[str]], limit: int,
-                 done: dict[tuple[str, str], float]) -> tuple[list[float], dict[str, list[float]]]:
-    """Per business, each download after the first ``limit``: its arrival at the provider minus the end of the
-    download whose slot it took (the k-th download takes the slot of the (k - limit)-th to finish); and, for each
-    of those that a release handed its slot (not one reserved when it was requested), that gap in four parts
-    (:data:`HANDOFF_PARTS`) from its jobs' Redis times: the slot's holder from its last byte to its finish
-    script's ``done_at`` (the body's end, the decode, the script); from there to the handed job's reservation,
-    its ``queued_at`` (the file put in place, the catalog, the ready announcement, the release); to the handed
-    job's ``started_at`` (its message, the worker taking it, the acquire script); to its request at the
-    provider (the catalog read, the connection, the request)."""
+                 done: dict[tuple[str, str], float], times: dict[tuple[str, str], tuple[float, float, float]],
+                 ) -> tuple[list[float], dict[str, list[float]]]:
+    """Per business, each download after the first ``limit``: its arrival at the provider minus the end of the download
+    whose slot it took (the k-th download takes the slot of the (k - limit)-th to finish); and, for each of those
+    that a release handed its slot (not one reserved when it was requested), that gap in four parts
+    (:data:`HANDOFF_PARTS`) from its jobs' Redis times (``times``: each job's created_at, queued_at and started_at,
+    in seconds; :func:`job_times`): the slot's holder from its last byte to its finish script's ``done_at`` (the
+    body's end, the decode, the script); from there to the handed job's reservation, its ``queued_at`` (the file
+    put in place, the catalog, the ready announcement, the release); to the handed job's ``started_at`` (its
+    message, the worker taking it, the acquire script); to its request at the provider (the catalog read, the
+    connection, the request)."""
     gaps: list[float] = []
     parts: dict[str, list[float]] = {part: [] for part in HANDOFF_PARTS}
     for business_id, call_sids in jobs.items():
         path = {c: f"/{business_id}/{c}.wav" for c in call_sids}
         starts = sorted(call_sids, key=lambda c: provider.arrived[path[c]][0])
         ends = sorted(call_sids, key=lambda c: provider.finished[path[c]][0])
-        times = dict(zip(call_sids, harness.job_fields(business_id, call_sids, "created_at", "queued_at",
-                                                       "started_at"), strict=True))
         for k in range(limit, len(call_sids)):
             taker, holder = starts[k], ends[k - limit]
             arrived, ended = provider.arrived[path[taker]][0], provider.finished[path[holder]][0]
             gaps.append(arrived - ended)
-            created, handed, started = (int(t or 0) / 1000 for t in times[taker])
+            created, handed, started = times[(business_id, taker)]
             if handed == created:
                 continue  # reserved when it was requested: no release handed it this slot
             finished = done[(business_id, holder)]
@@ -48,6 +48,15 @@ def handoff_gaps(provider: harness.TimedProvider, jobs: dict[str, list[str]], li
                                                      arrived - started), strict=True):
                 parts[part].append(seconds)
     return gaps, parts
+
+
+def job_times(jobs: dict[str, list[str]]) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """Each job's created_at, queued_at (its last reservation) and started_at (its acquire), Redis ``TIME`` in
+    seconds, one round trip per business."""
+    return {(business_id, call_sid): (int(c or 0) / 1000, int(q or 0) / 1000, int(s or 0) / 1000)
+            for business_id, call_sids in jobs.items()
+            for call_sid, (c, q, s) in zip(call_sids, harness.job_fields(business_id, call_sids, "created_at",
+                                                                         "queued_at", "started_at"), strict=True)}
 
 
 def run(smoke: bool) -> Values:
@@ -82,10 +91,10 @@ def run(smoke: bool) -> Values:
         st.profile_stop()
         started = client.output["started"]
         makespan = max(done.values()) - started
-        created = [int(c or 0) / 1000 for b, calls in jobs.items()
-                   for (c,) in harness.job_fields(b, calls, "created_at")]
+        times = job_times(jobs)
+        created = [c for c, _, _ in times.values()]
         downloads = harness.downloads_of(st.provider, items)
-        gaps, parts = handoff_gaps(st.provider, jobs, limit, done)
+        gaps, parts = handoff_gaps(st.provider, jobs, limit, done, times)
         rss = st.peak_rss_mib()
         return {
             "ratio": makespan / ideal,

@@ -34,12 +34,18 @@ def client_for(url: str, *, wait_seconds: float = COOPERATIVE_POOL_WAIT_SECONDS,
     """A client of ``url`` (``redis.Redis.from_url`` with ``options``). Under gevent's patching its pool holds at
     most :data:`COOPERATIVE_POOL_SIZE` connections, and a greenlet that finds them all in use waits up to
     ``wait_seconds`` for one."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is None or not monkey.is_module_patched("socket"):
+    if _gevent_patched("socket") is None:
         return redis.Redis.from_url(url, **options)
     pool = redis.BlockingConnectionPool.from_url(url, max_connections=COOPERATIVE_POOL_SIZE, timeout=wait_seconds,
                                                  **options)
     return redis.Redis(connection_pool=pool)
+
+
+def _gevent_patched(module: str) -> Any | None:
+    """gevent's ``monkey`` module when it has patched ``module`` in this process (the API's gunicorn workers), else
+    None."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey if monkey is not None and monkey.is_module_patched(module) else None
 
 
 @lru_cache(maxsize=1)
@@ -74,8 +80,8 @@ def readiness_checks_use_os_poll() -> bool:
     Only the hiredis parser's module sees the change, and only when it still reads ``select.poll`` as redis-py 8
     does; anything else is left as it is.
     """
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is None or not monkey.is_module_patched("select"):
+    monkey = _gevent_patched("select")
+    if monkey is None:
         return False
     module = getattr(hiredis_parser, "select", None)
     if isinstance(module, types.SimpleNamespace):
